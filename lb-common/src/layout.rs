@@ -1,0 +1,206 @@
+//! Keys and values of every BPF map, as both sides see them. Addresses and ports are stored as
+//! they appear on the wire ("raw": network byte order bytes loaded into native integers), so the
+//! XDP program never swaps bytes; userspace converts with the helpers at the bottom.
+
+/// Address family tags used in keys.
+pub const FAMILY_V4: u8 = 4;
+pub const FAMILY_V6: u8 = 6;
+
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+/// The five-tuple of a packet (plus family). Key of SESSIONS and NAT_REVERSE. IPv4 addresses
+/// sit in word 0 with words 1..3 zero. Every byte, padding included, is written, because the
+/// kernel hashes all 40 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src_addr: [u32; 4],
+    pub dst_addr: [u32; 4],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+/// SERVICES key: where clients send traffic.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ServiceKey {
+    pub addr: [u32; 4],
+    pub port: u16,
+    pub proto: u8,
+    pub family: u8,
+}
+
+/// Forward by rewriting destination address/port and un-NAT the replies (else DSR: MACs only).
+pub const SERVICE_F_NAT: u32 = 1 << 0;
+/// Which packet fields feed the flow hash (`hash::flow_hash`).
+pub const HASH_SRC_ADDR: u32 = 1 << 8;
+pub const HASH_SRC_PORT: u32 = 1 << 9;
+pub const HASH_DST_ADDR: u32 = 1 << 10;
+pub const HASH_DST_PORT: u32 = 1 << 11;
+pub const HASH_PROTO: u32 = 1 << 12;
+pub const HASH_FIVE_TUPLE: u32 =
+    HASH_SRC_ADDR | HASH_SRC_PORT | HASH_DST_ADDR | HASH_DST_PORT | HASH_PROTO;
+/// Client affinity: every flow of one client address lands on one backend.
+pub const HASH_SOURCE_ADDR_ONLY: u32 = HASH_SRC_ADDR;
+pub const HASH_FIELDS_MASK: u32 = HASH_FIVE_TUPLE;
+
+/// SERVICES value. Userspace replaces it whole (one map update), which is how a new table or
+/// in-service list goes live atomically: fill the inactive bank, then write this with the bank
+/// flipped.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceInfo {
+    /// Index of this service's banks in LOOKUP / IN_SERVICE and of its SERVICE_STATS slot.
+    pub id: u32,
+    /// SERVICE_F_* and HASH_* bits.
+    pub flags: u32,
+    /// Slots in the server index table (M), 1..=MAX_TABLE_SIZE.
+    pub table_size: u32,
+    /// Which LOOKUP bank is live (0 or 1).
+    pub lookup_bank: u32,
+    /// Which IN_SERVICE bank is live (0 or 1).
+    pub in_service_bank: u32,
+    /// Entries in the live IN_SERVICE bank; 0 means no backend can take a new flow.
+    pub in_service_count: u32,
+}
+
+/// Backend may receive packets (healthy). Cleared when health checks fail or it is removed.
+pub const BACKEND_F_UP: u8 = 1 << 0;
+
+/// BACKENDS value, indexed by backend id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backend {
+    pub addr: [u32; 4],
+    /// Raw (network order) port; NAT rewrites the destination port to it.
+    pub port: u16,
+    pub family: u8,
+    /// BACKEND_F_* bits.
+    pub flags: u8,
+    /// Bumped whenever the id is given to another backend, so old sessions cannot follow it.
+    pub generation: u32,
+}
+
+/// SESSIONS value: the backend a flow was sent to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Session {
+    pub backend_id: u32,
+    /// `Backend::generation` when the session was recorded.
+    pub generation: u32,
+}
+
+/// NAT_REVERSE value, keyed by the reply's five-tuple (backend -> client): the service address
+/// the reply must appear to come from.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatReverse {
+    pub vip: [u32; 4],
+    pub vport: u16,
+    pub _pad: u16,
+    pub service_id: u32,
+}
+
+/// Packets, bytes and new sessions of one service or backend (one per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrafficCounters {
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_sessions: u64,
+}
+
+/// Largest frame the benchmark harness can restore.
+pub const BENCH_FRAME_MAX: usize = 256;
+
+/// BENCH_FRAME value (benchmark only): the frame the harness writes back before every run, so
+/// each of BPF_PROG_TEST_RUN's repeats sees the same input (the kernel reuses one buffer).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BenchFrame {
+    /// Bytes of `bytes` in use; must equal the test-run input's length.
+    pub len: u32,
+    /// If non-zero: offset of 4 bytes overwritten with `iteration`, so every run is a new flow.
+    pub vary_offset: u32,
+    /// Runs so far (written by the harness).
+    pub iteration: u32,
+    pub _pad: u32,
+    pub bytes: [u8; BENCH_FRAME_MAX],
+}
+
+/// Raw form of an IPv4 address as keys store it.
+pub const fn addr_v4(octets: [u8; 4]) -> [u32; 4] {
+    [u32::from_ne_bytes(octets), 0, 0, 0]
+}
+
+/// Raw form of an IPv6 address as keys store it.
+pub const fn addr_v6(octets: [u8; 16]) -> [u32; 4] {
+    let mut out = [0u32; 4];
+    let mut i = 0;
+    while i < 4 {
+        out[i] = u32::from_ne_bytes([
+            octets[4 * i],
+            octets[4 * i + 1],
+            octets[4 * i + 2],
+            octets[4 * i + 3],
+        ]);
+        i += 1;
+    }
+    out
+}
+
+/// Raw form of a port as keys store it.
+pub const fn port_raw(port: u16) -> u16 {
+    u16::from_ne_bytes(port.to_be_bytes())
+}
+
+/// Host-order port from its raw form.
+pub const fn port_host(raw: u16) -> u16 {
+    u16::from_be_bytes(raw.to_ne_bytes())
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all are repr(C) plain data with every bit pattern valid.
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for ServiceKey {}
+    unsafe impl aya::Pod for ServiceInfo {}
+    unsafe impl aya::Pod for Backend {}
+    unsafe impl aya::Pod for Session {}
+    unsafe impl aya::Pod for NatReverse {}
+    unsafe impl aya::Pod for TrafficCounters {}
+    unsafe impl aya::Pod for BenchFrame {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn layouts_have_no_hidden_padding() {
+        assert_eq!(size_of::<FlowKey>(), 40);
+        assert_eq!(size_of::<ServiceKey>(), 20);
+        assert_eq!(size_of::<ServiceInfo>(), 24);
+        assert_eq!(size_of::<Backend>(), 24);
+        assert_eq!(size_of::<Session>(), 8);
+        assert_eq!(size_of::<NatReverse>(), 24);
+        assert_eq!(size_of::<TrafficCounters>(), 24);
+    }
+
+    #[test]
+    fn raw_forms_are_wire_order() {
+        let a = addr_v4([10, 0, 0, 1]);
+        assert_eq!(a[0].to_ne_bytes(), [10, 0, 0, 1]);
+        assert_eq!(port_raw(80).to_ne_bytes(), [0, 80]);
+        assert_eq!(port_host(port_raw(8080)), 8080);
+        let v6 = addr_v6([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(v6[0].to_ne_bytes(), [0x20, 0x01, 0x0d, 0xb8]);
+        assert_eq!(v6[3].to_ne_bytes(), [0, 0, 0, 1]);
+    }
+}

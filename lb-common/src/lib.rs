@@ -1,0 +1,15 @@
+//! What the XDP program and the control plane must agree on: map layouts, limits, and the pure
+//! functions (flow hash, table slot, second choice, checksum updates) that decide where a packet
+//! goes. Userspace calls the very same functions to predict and test every kernel decision.
+#![no_std]
+
+pub mod csum;
+pub mod hash;
+pub mod layout;
+pub mod limits;
+pub mod stats;
+
+pub use hash::{flow_hash, second_choice, table_slot};
+pub use layout::*;
+pub use limits::*;
+pub use stats::*;

@@ -1,0 +1,35 @@
+//! Sizes of every map. Changing one changes the kernel's memory use: the figures are in comments.
+
+/// Services (VIP, port, protocol) one instance can serve. Also the number of table pairs.
+pub const MAX_SERVICES: u32 = 64;
+/// Backends over all services; a backend id indexes BACKENDS and BACKEND_STATS.
+pub const MAX_BACKENDS: u32 = 4096;
+/// Largest server index table (slots) a service may use; its table size M is at most this.
+/// Two banks per service: 64 * 2 * 65537 * 4 B = 33.5 MiB of LOOKUP.
+pub const MAX_TABLE_SIZE: u32 = 65537;
+/// Default table size M (a prime, so Maglev permutations cover every slot).
+pub const DEFAULT_TABLE_SIZE: u32 = 65537;
+/// Backends one service may hold in its in-service list.
+pub const MAX_SERVICE_BACKENDS: u32 = 1024;
+/// Session forwarding records (LRU: the least recently used flow is forgotten first).
+pub const MAX_SESSIONS: u32 = 1 << 20;
+/// Reverse NAT records (LRU), one per NAT session.
+pub const MAX_NAT_REVERSE: u32 = 1 << 20;
+/// Interfaces the program may redirect to (two-arm set-ups), indexed by ifindex.
+pub const MAX_INTERFACES: u32 = 256;
+
+/// Banks of LOOKUP and IN_SERVICE a service may point at; userspace fills the inactive one and
+/// flips `ServiceInfo::bank` in one map write.
+pub const TABLE_BANKS: u32 = 2;
+
+/// Index of slot `slot` of bank `bank` of service `service_id` in LOOKUP.
+#[inline(always)]
+pub const fn lookup_index(service_id: u32, bank: u32, slot: u32) -> u32 {
+    (service_id * TABLE_BANKS + bank) * MAX_TABLE_SIZE + slot
+}
+
+/// Index of entry `i` of bank `bank` of service `service_id`'s in-service list in IN_SERVICE.
+#[inline(always)]
+pub const fn in_service_index(service_id: u32, bank: u32, i: u32) -> u32 {
+    (service_id * TABLE_BANKS + bank) * MAX_SERVICE_BACKENDS + i
+}

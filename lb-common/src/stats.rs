@@ -1,0 +1,110 @@
+//! What happened to each packet: one OUTCOME counter per packet, in a per-CPU array.
+
+/// Index into PACKET_OUTCOMES. Every packet the program sees increments exactly one.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not IPv4/IPv6 (ARP, LLDP, ...): passed.
+    PassNotIp = 0,
+    /// IP but neither TCP nor UDP (ICMP, ...): passed.
+    PassNotTcpUdp = 1,
+    /// TCP/UDP not addressed to a service and not a NAT reply: passed.
+    PassNoService = 2,
+    /// IPv4 fragment (ports unknown): passed untouched for the kernel to handle.
+    PassFragment = 3,
+    /// IPv6 next header other than TCP/UDP (extension headers included): passed.
+    PassIpv6NextHeader = 4,
+    /// Truncated header, IHL < 5, IP length beyond the frame, UDP length < 8 ...: passed untouched.
+    PassMalformed = 5,
+    /// Addressed to a service that has no backend in service: dropped.
+    DropNoBackend = 6,
+    /// bpf_fib_lookup found no route to the backend / client: dropped.
+    DropFibFailed = 7,
+    /// bpf_fib_lookup found the route but no neighbour (ARP/ND) entry yet: dropped.
+    DropNoNeighbour = 8,
+    /// The egress interface is not in the devmap (not attached by this instance): dropped.
+    DropNoEgress = 9,
+    /// Sent to a backend out of the interface it came in on (one-arm).
+    TxToBackend = 10,
+    /// Sent to a backend through another interface (two-arm).
+    RedirectToBackend = 11,
+    /// A NAT reply rewritten to VIP:port, sent back out of its ingress interface.
+    TxReply = 12,
+    /// A NAT reply rewritten to VIP:port, sent through another interface.
+    RedirectReply = 13,
+}
+
+pub const OUTCOME_COUNT: u32 = 14;
+
+impl Outcome {
+    pub const ALL: [Outcome; OUTCOME_COUNT as usize] = [
+        Outcome::PassNotIp,
+        Outcome::PassNotTcpUdp,
+        Outcome::PassNoService,
+        Outcome::PassFragment,
+        Outcome::PassIpv6NextHeader,
+        Outcome::PassMalformed,
+        Outcome::DropNoBackend,
+        Outcome::DropFibFailed,
+        Outcome::DropNoNeighbour,
+        Outcome::DropNoEgress,
+        Outcome::TxToBackend,
+        Outcome::RedirectToBackend,
+        Outcome::TxReply,
+        Outcome::RedirectReply,
+    ];
+
+    /// Name used in `lb status` and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Outcome::PassNotIp => "pass_not_ip",
+            Outcome::PassNotTcpUdp => "pass_not_tcp_udp",
+            Outcome::PassNoService => "pass_no_service",
+            Outcome::PassFragment => "pass_fragment",
+            Outcome::PassIpv6NextHeader => "pass_ipv6_next_header",
+            Outcome::PassMalformed => "pass_malformed",
+            Outcome::DropNoBackend => "drop_no_backend",
+            Outcome::DropFibFailed => "drop_fib_failed",
+            Outcome::DropNoNeighbour => "drop_no_neighbour",
+            Outcome::DropNoEgress => "drop_no_egress",
+            Outcome::TxToBackend => "tx_to_backend",
+            Outcome::RedirectToBackend => "redirect_to_backend",
+            Outcome::TxReply => "tx_reply",
+            Outcome::RedirectReply => "redirect_reply",
+        }
+    }
+
+    /// The XDP verdict this outcome implies: "pass", "drop", "tx" or "redirect".
+    pub const fn verdict(self) -> &'static str {
+        match self as u32 {
+            0..=5 => "pass",
+            6..=9 => "drop",
+            10 | 12 => "tx",
+            _ => "redirect",
+        }
+    }
+}
+
+/// Index into PACKET_EVENTS: things that happen on the way, counted besides the outcome.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The slot's backend was out of service; a second choice was taken.
+    SecondChoice = 0,
+    /// A session's backend was out of service or gone; the flow was re-chosen.
+    SessionRechosen = 1,
+}
+
+pub const EVENT_COUNT: u32 = 2;
+
+impl Event {
+    pub const ALL: [Event; EVENT_COUNT as usize] =
+        [Event::SecondChoice, Event::SessionRechosen];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Event::SecondChoice => "second_choice",
+            Event::SessionRechosen => "session_rechosen",
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Step 1: parse Ethernet [802.1Q] -> IPv4 (IHL honoured) | IPv6 -> TCP | UDP into a flow key.
+//! Anything we do not fully understand is passed to the kernel untouched, with the reason.
+
+use aya_ebpf::programs::XdpContext;
+use lb_common::{FAMILY_V4, FAMILY_V6, FlowKey, Outcome, PROTO_TCP, PROTO_UDP};
+use network_types::{
+    eth::EthHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+    udp::UdpHdr,
+};
+
+use crate::packet::{ptr_at, raw16, raw32};
+
+const ETH_P_IP: u16 = wire16(0x0800);
+const ETH_P_IPV6: u16 = wire16(0x86DD);
+const ETH_P_8021Q: u16 = wire16(0x8100);
+const VLAN_TAG_LEN: usize = 4;
+const IPPROTO_ICMPV6: u8 = 58;
+/// More-fragments flag and fragment offset of the IPv4 `frags` field, in wire order.
+const IPV4_MF_OR_OFFSET: u16 = wire16(0x3FFF);
+
+const fn wire16(host: u16) -> u16 {
+    u16::from_ne_bytes(host.to_be_bytes())
+}
+
+/// A parsed TCP/UDP packet: its flow key and where its headers start.
+pub struct Packet {
+    pub flow: FlowKey,
+    /// Offset of the IP header.
+    pub l3: usize,
+    /// Offset of the TCP/UDP header.
+    pub l4: usize,
+    /// Frame length in bytes, for the traffic counters.
+    pub len: u64,
+}
+
+#[inline(always)]
+pub fn parse(ctx: &XdpContext) -> Result<Packet, Outcome> {
+    let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Outcome::PassMalformed)?;
+    let mut ether_type = unsafe { (*eth).ether_type };
+    let mut l3 = EthHdr::LEN;
+    if ether_type == ETH_P_8021Q {
+        // tag: TCI (2 bytes) then the inner EtherType.
+        let tag: *const [u8; 4] = ptr_at(ctx, EthHdr::LEN).ok_or(Outcome::PassMalformed)?;
+        ether_type = raw16(unsafe { [(*tag)[2], (*tag)[3]] });
+        l3 += VLAN_TAG_LEN;
+    }
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    let mut flow = FlowKey::default();
+    let l4 = if ether_type == ETH_P_IP {
+        parse_ipv4(ctx, l3, &mut flow)?
+    } else if ether_type == ETH_P_IPV6 {
+        parse_ipv6(ctx, l3, &mut flow)?
+    } else {
+        return Err(Outcome::PassNotIp);
+    };
+    parse_ports(ctx, l4, &mut flow)?;
+    Ok(Packet { flow, l3, l4, len })
+}
+
+#[inline(always)]
+fn parse_ipv4(ctx: &XdpContext, l3: usize, flow: &mut FlowKey) -> Result<usize, Outcome> {
+    let ip: *const Ipv4Hdr = ptr_at(ctx, l3).ok_or(Outcome::PassMalformed)?;
+    let ip = unsafe { &*ip };
+    let ihl_bytes = ((ip.vihl & 0x0F) as usize) * 4;
+    if ip.vihl >> 4 != 4 || ihl_bytes < Ipv4Hdr::LEN {
+        return Err(Outcome::PassMalformed);
+    }
+    let total = u16::from_be_bytes(ip.tot_len) as usize;
+    if total < ihl_bytes || l3 + total > ctx.data_end() - ctx.data() {
+        return Err(Outcome::PassMalformed);
+    }
+    if ip.proto != PROTO_TCP && ip.proto != PROTO_UDP {
+        return Err(Outcome::PassNotTcpUdp);
+    }
+    if raw16(ip.frags) & IPV4_MF_OR_OFFSET != 0 {
+        return Err(Outcome::PassFragment);
+    }
+    flow.src_addr[0] = raw32(ip.src_addr);
+    flow.dst_addr[0] = raw32(ip.dst_addr);
+    flow.proto = ip.proto;
+    flow.family = FAMILY_V4;
+    Ok(l3 + ihl_bytes)
+}
+
+#[inline(always)]
+fn parse_ipv6(ctx: &XdpContext, l3: usize, flow: &mut FlowKey) -> Result<usize, Outcome> {
+    let ip: *const Ipv6Hdr = ptr_at(ctx, l3).ok_or(Outcome::PassMalformed)?;
+    let ip = unsafe { &*ip };
+    if ip.vcf[0] >> 4 != 6 {
+        return Err(Outcome::PassMalformed);
+    }
+    let payload = u16::from_be_bytes(ip.payload_len) as usize;
+    if l3 + Ipv6Hdr::LEN + payload > ctx.data_end() - ctx.data() {
+        return Err(Outcome::PassMalformed);
+    }
+    if ip.next_hdr != PROTO_TCP && ip.next_hdr != PROTO_UDP {
+        return Err(if ip.next_hdr == IPPROTO_ICMPV6 {
+            Outcome::PassNotTcpUdp
+        } else {
+            Outcome::PassIpv6NextHeader
+        });
+    }
+    flow.src_addr = words(ip.src_addr);
+    flow.dst_addr = words(ip.dst_addr);
+    flow.proto = ip.next_hdr;
+    flow.family = FAMILY_V6;
+    Ok(l3 + Ipv6Hdr::LEN)
+}
+
+#[inline(always)]
+fn words(a: [u8; 16]) -> [u32; 4] {
+    [
+        raw32([a[0], a[1], a[2], a[3]]),
+        raw32([a[4], a[5], a[6], a[7]]),
+        raw32([a[8], a[9], a[10], a[11]]),
+        raw32([a[12], a[13], a[14], a[15]]),
+    ]
+}
+
+#[inline(always)]
+fn parse_ports(ctx: &XdpContext, l4: usize, flow: &mut FlowKey) -> Result<(), Outcome> {
+    if flow.proto == PROTO_TCP {
+        let tcp: *const TcpHdr = ptr_at(ctx, l4).ok_or(Outcome::PassMalformed)?;
+        let tcp = unsafe { &*tcp };
+        // Data offset (high nibble of byte 12) below 5 words cannot hold the TCP header.
+        let doff = unsafe { *((tcp as *const TcpHdr as *const u8).add(12)) } >> 4;
+        if doff < 5 {
+            return Err(Outcome::PassMalformed);
+        }
+        flow.src_port = raw16(tcp.source);
+        flow.dst_port = raw16(tcp.dest);
+    } else {
+        let udp: *const UdpHdr = ptr_at(ctx, l4).ok_or(Outcome::PassMalformed)?;
+        let udp = unsafe { &*udp };
+        let udp_len = u16::from_be_bytes(udp.len) as usize;
+        if udp_len < UdpHdr::LEN || l4 + udp_len > ctx.data_end() - ctx.data() {
+            return Err(Outcome::PassMalformed);
+        }
+        flow.src_port = raw16(udp.src);
+        flow.dst_port = raw16(udp.dst);
+    }
+    Ok(())
+}

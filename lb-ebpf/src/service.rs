@@ -1,0 +1,18 @@
+//! Step 2: is the packet addressed to a configured service (VIP, port, protocol)?
+
+use lb_common::{FlowKey, ServiceInfo, ServiceKey};
+
+use crate::maps::SERVICES;
+
+/// The service the flow is addressed to, copied so the rest of the packet's path sees one
+/// consistent version even if userspace flips banks meanwhile.
+#[inline(always)]
+pub fn lookup(flow: &FlowKey) -> Option<ServiceInfo> {
+    let key = ServiceKey {
+        addr: flow.dst_addr,
+        port: flow.dst_port,
+        proto: flow.proto,
+        family: flow.family,
+    };
+    unsafe { SERVICES.get(&key) }.copied()
+}

@@ -1,0 +1,11 @@
+//! Builds the XDP object (lb-ebpf for bpfel-unknown-none, on the nightly toolchain with
+//! bpf-linker) and leaves it in OUT_DIR, where `dataplane` embeds it.
+//! `cargo xtask setup` installs what this needs.
+
+fn main() -> anyhow::Result<()> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../lb-ebpf");
+    aya_build::build_ebpf(
+        [aya_build::Package { name: "lb-ebpf", root_dir: root, ..Default::default() }],
+        aya_build::Toolchain::Nightly,
+    )
+}

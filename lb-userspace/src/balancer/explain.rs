@@ -1,0 +1,86 @@
+//! Which backend a flow goes to and why, read from the live maps with the same pure functions
+//! the XDP program runs.
+
+use lb_common::{
+    BACKEND_F_UP, FlowKey, HASH_FIELDS_MASK, Session, flow_hash, second_choice, table_slot,
+};
+use serde::Serialize;
+
+use super::{Balancer, BackendState};
+use crate::dataplane::DataplaneError;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Explanation {
+    pub service: String,
+    pub hash: u32,
+    pub slot: u32,
+    /// Backend id the slot names in the live table, and whether it is up.
+    pub slot_backend: u32,
+    pub slot_backend_up: bool,
+    /// Index into the in-service list when the slot's backend is down.
+    pub second_choice_index: Option<u32>,
+    /// The session record the kernel holds for this flow, if any.
+    pub session: Option<SessionView>,
+    /// Where the next packet of this flow goes (None: dropped, no backend in service).
+    pub backend: Option<BackendState>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct SessionView {
+    pub backend_id: u32,
+    pub generation: u32,
+    /// Whether the recorded backend still takes the flow.
+    pub usable: bool,
+}
+
+impl Balancer {
+    /// Explains a flow addressed to one of the services; None if it is not addressed to one.
+    pub fn explain(&self, flow: &FlowKey) -> Result<Option<Explanation>, DataplaneError> {
+        let Some(svc) = self.services.iter().find(|s| {
+            s.key.addr == flow.dst_addr && s.key.port == flow.dst_port && s.key.proto == flow.proto
+                && s.key.family == flow.family
+        }) else {
+            return Ok(None);
+        };
+        let info = svc.info;
+        let dp = &self.dp;
+        let by_id = |id: u32| svc.backends.iter().find(|b| b.id == id).cloned();
+        let up = |id: u32| -> Result<bool, DataplaneError> { Ok(dp.backend(id)?.flags & BACKEND_F_UP != 0) };
+
+        let session = match dp.session(flow) {
+            Some(Session { backend_id, generation }) => {
+                let b = dp.backend(backend_id)?;
+                let usable = b.flags & BACKEND_F_UP != 0 && b.generation == generation;
+                Some(SessionView { backend_id, generation, usable })
+            }
+            None => None,
+        };
+        let hash = flow_hash(flow, info.flags & HASH_FIELDS_MASK);
+        let slot = table_slot(hash, info.table_size);
+        let slot_backend = dp.lookup_slot(info.id, info.lookup_bank, slot)?;
+        let slot_backend_up = up(slot_backend)?;
+        let mut second_choice_index = None;
+        let chosen = if let Some(s) = session.filter(|s| s.usable) {
+            Some(s.backend_id)
+        } else if slot_backend_up {
+            Some(slot_backend)
+        } else if info.in_service_count > 0 {
+            let i = second_choice(hash, info.in_service_count);
+            second_choice_index = Some(i);
+            let ids: Vec<u32> = svc.backends.iter().filter(|b| b.up).map(|b| b.id).collect();
+            ids.get(i as usize).copied()
+        } else {
+            None
+        };
+        Ok(Some(Explanation {
+            service: svc.config.name.clone(),
+            hash,
+            slot,
+            slot_backend,
+            slot_backend_up,
+            second_choice_index,
+            session,
+            backend: chosen.and_then(by_id),
+        }))
+    }
+}

@@ -1,0 +1,199 @@
+//! The configuration file: what services to balance and over which backends.
+//!
+//! `schema` is the TOML exactly as written (loose types, every field optional where the file may
+//! omit it); `validate` turns it into the types below or into one `ConfigError` that names the
+//! field, the value and the fix. Everything past this module may trust a `Config`: names are
+//! unique, limits fit the data plane, and every backend can actually be reached.
+//! The file format is documented in docs/config.md; examples/lb.toml is a complete example.
+
+mod error;
+mod schema;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use error::ConfigError;
+
+/// Health check defaults, used field by field when `[service.health]` leaves one out.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_millis(2000);
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_millis(1000);
+pub const DEFAULT_HEALTH_RISE: u32 = 2;
+pub const DEFAULT_HEALTH_FALL: u32 = 3;
+/// Backend weight when the file gives none, and the largest one allowed.
+pub const DEFAULT_WEIGHT: u32 = 1;
+pub const MAX_WEIGHT: u32 = 1000;
+
+/// A validated configuration. Serializes back to the same TOML shape it was read from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Config {
+    #[serde(rename = "service")]
+    pub services: Vec<ServiceConfig>,
+}
+
+/// One service: clients send `protocol` traffic to `vip:port`; it is spread over `backends`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceConfig {
+    pub name: String,
+    pub vip: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub forwarding: Forwarding,
+    pub hash_key: HashKey,
+    /// Slots in the server index table (a prime, at most lb_common::MAX_TABLE_SIZE).
+    pub table_size: u32,
+    pub health: HealthConfig,
+    #[serde(rename = "backend")]
+    pub backends: Vec<BackendConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// The IP protocol number, as the data plane keys services by it.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => lb_common::PROTO_TCP,
+            Protocol::Udp => lb_common::PROTO_UDP,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// How a packet reaches the chosen backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Forwarding {
+    /// Direct server return: only MACs are rewritten, the backend answers the client itself.
+    /// The backend must hold the VIP and listen on the service port.
+    #[default]
+    Dsr,
+    /// Destination address/port rewritten to the backend's; replies come back through the LB.
+    Nat,
+}
+
+/// Which packet fields pick the backend: what flows a client's traffic stays together over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HashKey {
+    /// Every connection is placed on its own.
+    #[default]
+    FiveTuple,
+    /// All traffic of one client address goes to one backend.
+    SourceIp,
+    /// One client address to one service port goes to one backend.
+    SourceIpPort,
+}
+
+impl HashKey {
+    /// The lb_common::HASH_* bits the data plane feeds into the flow hash.
+    pub fn hash_fields(self) -> u32 {
+        match self {
+            HashKey::FiveTuple => lb_common::HASH_FIVE_TUPLE,
+            HashKey::SourceIp => lb_common::HASH_SRC_ADDR,
+            HashKey::SourceIpPort => lb_common::HASH_SRC_ADDR | lb_common::HASH_DST_PORT,
+        }
+    }
+}
+
+/// How each backend of a service is checked; see `crate::health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthConfig {
+    pub kind: HealthKind,
+    /// Request path of an HTTP check (set iff `kind` is Http; starts with '/').
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Port to check instead of the backend's own port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(rename = "interval_ms", serialize_with = "as_millis")]
+    pub interval: Duration,
+    /// Always shorter than `interval`, so checks of one backend never overlap.
+    #[serde(rename = "timeout_ms", serialize_with = "as_millis")]
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            kind: HealthKind::Tcp,
+            path: None,
+            port: None,
+            interval: DEFAULT_HEALTH_INTERVAL,
+            timeout: DEFAULT_HEALTH_TIMEOUT,
+            rise: DEFAULT_HEALTH_RISE,
+            fall: DEFAULT_HEALTH_FALL,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthKind {
+    /// Healthy iff a TCP connection is accepted within the timeout.
+    #[default]
+    Tcp,
+    /// Healthy iff `GET path` answers 2xx or 3xx within the timeout.
+    Http,
+}
+
+impl HealthKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthKind::Tcp => "tcp",
+            HealthKind::Http => "http",
+        }
+    }
+}
+
+/// One backend of a service. `port` is where its traffic goes (equal to the service port in
+/// DSR mode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackendConfig {
+    pub address: IpAddr,
+    pub port: u16,
+    /// Share of the service's traffic relative to its siblings, 1..=MAX_WEIGHT.
+    pub weight: u32,
+}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`. Errors name the file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|e| e.in_file(path))
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: schema::RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::from_toml(text, &e))?;
+        validate::config(raw)
+    }
+}
+
+fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    // Validation keeps durations in whole milliseconds well inside u64.
+    s.serialize_u64(d.as_millis() as u64)
+}

@@ -1,0 +1,51 @@
+//! The file exactly as written. Numbers are read as i64 and addresses as strings so that
+//! `validate` (not serde) judges their range and syntax and can name the service they belong to;
+//! fields the file may leave out are `Option` so validation knows whether a value was given.
+
+use serde::Deserialize;
+
+use super::{Forwarding, HashKey, HealthKind, Protocol};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    // Default so an empty file reaches validation and gets the "no services" advice.
+    #[serde(default)]
+    pub service: Vec<RawService>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawService {
+    pub name: String,
+    pub vip: String,
+    pub port: i64,
+    pub protocol: Protocol,
+    pub forwarding: Option<Forwarding>,
+    pub hash_key: Option<HashKey>,
+    pub table_size: Option<i64>,
+    pub health: Option<RawHealth>,
+    #[serde(default)]
+    pub backend: Vec<RawBackend>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealth {
+    pub kind: Option<HealthKind>,
+    pub path: Option<String>,
+    pub port: Option<i64>,
+    pub interval_ms: Option<i64>,
+    pub timeout_ms: Option<i64>,
+    pub rise: Option<i64>,
+    pub fall: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBackend {
+    pub address: String,
+    /// Defaults to the service port.
+    pub port: Option<i64>,
+    pub weight: Option<i64>,
+}

@@ -1,0 +1,109 @@
+//! Typed writes and reads of every map. Bank layout helpers come from lb_common::limits.
+
+use aya::{
+    Ebpf,
+    maps::Map,
+};
+use lb_common::{
+    Backend, FlowKey, MAX_SERVICE_BACKENDS, MAX_TABLE_SIZE, NatReverse, ServiceInfo, ServiceKey,
+    Session, in_service_index, lookup_index,
+};
+
+use super::{Dataplane, DataplaneError};
+
+/// Takes map `name` out of the object as the typed handle `T`.
+pub(super) fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DataplaneError>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| DataplaneError::Map { name, detail: "not in the object".into() })?;
+    T::try_from(map).map_err(|e| DataplaneError::Map { name, detail: e.to_string() })
+}
+
+fn write(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> DataplaneError {
+    move |source| DataplaneError::Write { name, source }
+}
+
+impl Dataplane {
+    /// Makes `info` the live definition of the service at `key`. One map update: this is the
+    /// atomic switch to whatever banks `info` names.
+    pub fn set_service(&mut self, key: &ServiceKey, info: &ServiceInfo) -> Result<(), DataplaneError> {
+        self.services.insert(key, info, 0).map_err(write("SERVICES"))
+    }
+
+    pub fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
+        self.services.remove(key).map_err(write("SERVICES"))
+    }
+
+    pub fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), DataplaneError> {
+        self.backends.set(id, backend, 0).map_err(write("BACKENDS"))
+    }
+
+    pub fn backend(&self, id: u32) -> Result<Backend, DataplaneError> {
+        self.backends.get(&id, 0).map_err(write("BACKENDS"))
+    }
+
+    /// Fills bank `bank` of the service's server index table. The bank must not be live.
+    pub fn write_lookup(&mut self, service_id: u32, bank: u32, table: &[u32]) -> Result<(), DataplaneError> {
+        assert!(table.len() <= MAX_TABLE_SIZE as usize, "table larger than MAX_TABLE_SIZE");
+        for (slot, id) in table.iter().enumerate() {
+            self.lookup
+                .set(lookup_index(service_id, bank, slot as u32), id, 0)
+                .map_err(write("LOOKUP"))?;
+        }
+        Ok(())
+    }
+
+    /// Reads slot `slot` of bank `bank` (for explain and tests).
+    pub fn lookup_slot(&self, service_id: u32, bank: u32, slot: u32) -> Result<u32, DataplaneError> {
+        self.lookup.get(&lookup_index(service_id, bank, slot), 0).map_err(write("LOOKUP"))
+    }
+
+    /// Fills bank `bank` of the service's in-service list. The bank must not be live.
+    pub fn write_in_service(&mut self, service_id: u32, bank: u32, ids: &[u32]) -> Result<(), DataplaneError> {
+        assert!(ids.len() <= MAX_SERVICE_BACKENDS as usize, "list longer than MAX_SERVICE_BACKENDS");
+        for (i, id) in ids.iter().enumerate() {
+            self.in_service
+                .set(in_service_index(service_id, bank, i as u32), id, 0)
+                .map_err(write("IN_SERVICE"))?;
+        }
+        Ok(())
+    }
+
+    /// Tells the program it may redirect to `ifindex` (two-arm set-ups).
+    pub fn allow_egress(&mut self, ifindex: u32) -> Result<(), DataplaneError> {
+        self.egress
+            .insert(ifindex, ifindex, None, 0)
+            .map_err(|e| DataplaneError::Attach(format!("adding ifindex {ifindex} to the EGRESS devmap failed: {e}")))
+    }
+
+    /// The session record of a flow, if the program made one.
+    pub fn session(&self, flow: &FlowKey) -> Option<Session> {
+        self.sessions.get(flow, 0).ok()
+    }
+
+    /// All session records (for status and tests; walks the whole LRU).
+    pub fn sessions(&self) -> Vec<(FlowKey, Session)> {
+        self.sessions.iter().filter_map(Result::ok).collect()
+    }
+
+    /// The reverse NAT record for a reply five-tuple.
+    pub fn nat_reverse(&self, reply: &FlowKey) -> Option<NatReverse> {
+        self.nat_reverse.get(reply, 0).ok()
+    }
+
+    /// Forgets every session (tests and benchmarks start from a clean slate with it).
+    pub fn clear_sessions(&mut self) -> Result<(), DataplaneError> {
+        let keys: Vec<FlowKey> = self.sessions.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            let _ = self.sessions.remove(&k);
+        }
+        let keys: Vec<FlowKey> = self.nat_reverse.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            let _ = self.nat_reverse.remove(&k);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,95 @@
+//! The only code that loads the XDP program and writes its maps. Everything above it speaks in
+//! services and backends; this module speaks in map entries.
+
+mod attach;
+mod counters;
+mod maps;
+
+pub use attach::XdpModeArg;
+pub use counters::Counters;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray},
+    programs::Xdp,
+};
+use lb_common::{Backend, FlowKey, NatReverse, ServiceInfo, ServiceKey, Session, TrafficCounters};
+
+/// The compiled XDP object (built by build.rs).
+pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb"));
+
+/// Name of the XDP entry point in the object.
+pub const PROGRAM: &str = "lb_xdp";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("loading the XDP object failed: {0} (run as root; the kernel needs BPF and BTF support)")]
+    Load(#[source] aya::EbpfError),
+    #[error("the kernel refused the XDP program: {0}")]
+    Verify(#[source] aya::programs::ProgramError),
+    #[error("map {name} is missing or has the wrong type: {detail}")]
+    Map { name: &'static str, detail: String },
+    #[error("writing map {name} failed: {source}")]
+    Write {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("{0}")]
+    Attach(String),
+}
+
+/// A loaded (not yet attached) XDP program and typed handles to all of its maps.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    services: HashMap<MapData, ServiceKey, ServiceInfo>,
+    lookup: Array<MapData, u32>,
+    in_service: Array<MapData, u32>,
+    backends: Array<MapData, Backend>,
+    sessions: HashMap<MapData, FlowKey, Session>,
+    nat_reverse: HashMap<MapData, FlowKey, NatReverse>,
+    egress: DevMapHash<MapData>,
+    service_stats: PerCpuArray<MapData, TrafficCounters>,
+    backend_stats: PerCpuArray<MapData, TrafficCounters>,
+    outcomes: PerCpuArray<MapData, u64>,
+    events: PerCpuArray<MapData, u64>,
+    attached: Vec<attach::Attachment>,
+}
+
+impl Dataplane {
+    /// Loads the object and the program into the kernel (the verifier runs here).
+    pub fn load() -> Result<Self, DataplaneError> {
+        let mut ebpf = EbpfLoader::new().load(XDP_OBJECT).map_err(DataplaneError::Load)?;
+        let program: &mut Xdp = ebpf
+            .program_mut(PROGRAM)
+            .ok_or_else(|| DataplaneError::Map { name: "lb_xdp", detail: "program not in object".into() })?
+            .try_into()
+            .map_err(DataplaneError::Verify)?;
+        program.load().map_err(DataplaneError::Verify)?;
+        Ok(Dataplane {
+            services: maps::take(&mut ebpf, "SERVICES")?,
+            lookup: maps::take(&mut ebpf, "LOOKUP")?,
+            in_service: maps::take(&mut ebpf, "IN_SERVICE")?,
+            backends: maps::take(&mut ebpf, "BACKENDS")?,
+            sessions: maps::take(&mut ebpf, "SESSIONS")?,
+            nat_reverse: maps::take(&mut ebpf, "NAT_REVERSE")?,
+            egress: maps::take(&mut ebpf, "EGRESS")?,
+            service_stats: maps::take(&mut ebpf, "SERVICE_STATS")?,
+            backend_stats: maps::take(&mut ebpf, "BACKEND_STATS")?,
+            outcomes: maps::take(&mut ebpf, "PACKET_OUTCOMES")?,
+            events: maps::take(&mut ebpf, "PACKET_EVENTS")?,
+            ebpf,
+            attached: Vec::new(),
+        })
+    }
+
+    /// The loaded XDP program (for BPF_PROG_TEST_RUN in tests and benchmarks).
+    pub fn program(&mut self) -> &mut Xdp {
+        self.ebpf.program_mut(PROGRAM).and_then(|p| p.try_into().ok()).expect("loaded in Dataplane::load")
+    }
+
+    /// The whole object, for the benchmark harness's own programs and maps.
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+}

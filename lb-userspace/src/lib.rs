@@ -1,0 +1,5 @@
+//! The control plane of the `lb` load balancer.
+pub mod balancer;
+pub mod dataplane;
+pub mod config;
+pub mod health;

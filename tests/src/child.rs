@@ -1,0 +1,70 @@
+//! A spawned process that cannot outlive its test.
+//!
+//! The child runs in its own process group so that killing it also kills everything it forked
+//! (socat's per-connection children, the `sh` and `cat` under them): "the backend died" must
+//! mean every process of that backend, or old connections would keep answering.
+
+use anyhow::{Context, Result};
+use std::process::Child;
+
+/// Kills (SIGKILL to the whole process group) and reaps the child on Drop.
+#[derive(Debug)]
+pub struct ChildGuard {
+    child: Option<Child>,
+    /// The group id stays valid after the leader is reaped while any member lives: the kernel
+    /// keeps the number allocated, so signalling it later cannot hit a stranger.
+    pgid: libc::pid_t,
+    group_alive: bool,
+    what: String,
+}
+
+impl ChildGuard {
+    /// Wraps a child that was spawned with `process_group(0)`.
+    pub(crate) fn new(child: Child, what: String) -> Self {
+        let pgid = child.id() as libc::pid_t;
+        Self { child: Some(child), pgid, group_alive: true, what }
+    }
+
+    /// The child's pid (also its process-group id).
+    pub fn pid(&self) -> u32 {
+        self.pgid as u32
+    }
+
+    /// The command line, for messages.
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+
+    /// True while the leader has not exited.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Kills the leader only: processes it forked live on (until `kill` or Drop).
+    /// Used to stop a listener while its accepted connections keep working.
+    pub fn kill_leader(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else { return Ok(()) };
+        let _ = child.kill();
+        child.wait().with_context(|| format!("reaping `{}`", self.what))?;
+        Ok(())
+    }
+
+    /// Kills the whole process group and reaps the leader. Idempotent.
+    pub fn kill(&mut self) -> Result<()> {
+        if self.group_alive {
+            // ESRCH (group already empty) is fine.
+            unsafe { libc::kill(-self.pgid, libc::SIGKILL) };
+            self.group_alive = false;
+        }
+        self.kill_leader()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}

@@ -1,0 +1,1 @@
+//! Shared test bed: network namespaces, frames, servers.

@@ -1,0 +1,11 @@
+//! `cargo xtask bench [ARGS]`: runs the `lb-bench` binary of lb-tests.
+
+use anyhow::Result;
+
+use crate::util::{cargo, run};
+
+pub fn run(args: &[String]) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "-p", "lb-tests", "--bin", "lb-bench", "--"]).args(args);
+    run(&mut cmd)
+}

@@ -1,0 +1,56 @@
+//! `cargo xtask <command>`: project automation (setup, build, test, bench, demo).
+
+mod bench;
+mod build;
+mod demo;
+mod setup;
+mod test;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Project automation for the XDP load balancer")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install everything the build and the tests need (Debian packages, nightly rust-src,
+    /// bpf-linker), then build the workspace once. Idempotent.
+    Setup,
+    /// Build the workspace (lb-userspace's build.rs compiles the eBPF object).
+    Build {
+        /// Build with the release profile.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Run every test of the workspace (needs root: tests create network namespaces).
+    /// Arguments go to the test binaries, e.g. `cargo xtask test -- --nocapture`.
+    Test {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run the benchmark (`lb-bench`); arguments are passed to it.
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run the demo (`lb-demo`); arguments are passed to it.
+    Demo {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Setup => setup::run(),
+        Cmd::Build { release } => build::run(release),
+        Cmd::Test { args } => test::run(&args),
+        Cmd::Bench { args } => bench::run(&args),
+        Cmd::Demo { args } => demo::run(&args),
+    }
+}

@@ -1,0 +1,22 @@
+//! `cargo xtask test [-- ARGS]`: every test of the workspace, two at a time.
+
+use anyhow::{Result, bail};
+
+use crate::util::{cargo, is_root, run};
+
+pub fn run(args: &[String]) -> Result<()> {
+    if !is_root() {
+        bail!(
+            "tests must run as root: they create network namespaces and veth pairs and load XDP \
+             programs (run `cargo xtask test` as root)"
+        );
+    }
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace", "--all-targets", "--"]);
+    // libtest rejects an option given twice: let an explicit --test-threads win.
+    if !args.iter().any(|a| a.starts_with("--test-threads")) {
+        cmd.arg("--test-threads=2");
+    }
+    cmd.args(args);
+    run(&mut cmd)
+}
