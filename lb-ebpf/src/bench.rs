@@ -21,10 +21,12 @@ pub fn lb_bench_harness(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_ABORTED;
     };
     let frame = unsafe { &mut *frame };
-    let len = frame.len;
-    if len == 0 || len as usize > BENCH_FRAME_MAX {
+    if frame.len == 0 || frame.len as usize > BENCH_FRAME_MAX {
         return xdp_action::XDP_ABORTED;
     }
+    // Written so the verifier can see 1 <= len <= BENCH_FRAME_MAX (a plain range check gets
+    // folded by LLVM into one wrapping compare it cannot follow).
+    let len = (frame.len.wrapping_sub(1) & (BENCH_FRAME_MAX as u32 - 1)) + 1;
     let mut failed = unsafe {
         bpf_xdp_store_bytes(ctx.ctx, 0, frame.bytes.as_mut_ptr() as *mut _, len)
     } != 0;

@@ -1,5 +1,9 @@
 //! The control plane of the `lb` load balancer.
+//! Data flows one way: config / CLI / health events -> balancer (desired state) -> dataplane (maps).
+pub mod api;
 pub mod balancer;
-pub mod dataplane;
+pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod dataplane;
 pub mod health;

@@ -5,7 +5,12 @@
 //! mean every process of that backend, or old connections would keep answering.
 
 use anyhow::{Context, Result};
+use std::io::Read;
 use std::process::Child;
+use std::sync::{Arc, Mutex};
+
+/// How much of the child's stderr is kept for error messages.
+const STDERR_TAIL: usize = 4096;
 
 /// Kills (SIGKILL to the whole process group) and reaps the child on Drop.
 #[derive(Debug)]
@@ -16,13 +21,41 @@ pub struct ChildGuard {
     pgid: libc::pid_t,
     group_alive: bool,
     what: String,
+    /// Last bytes the child wrote to stderr. A thread drains the pipe continuously so a chatty
+    /// long-lived server (socat logs every broken connection) can never block on a full pipe.
+    stderr: Arc<Mutex<Vec<u8>>>,
 }
 
 impl ChildGuard {
     /// Wraps a child that was spawned with `process_group(0)`.
-    pub(crate) fn new(child: Child, what: String) -> Self {
+    pub(crate) fn new(mut child: Child, what: String) -> Self {
         let pgid = child.id() as libc::pid_t;
-        Self { child: Some(child), pgid, group_alive: true, what }
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        if let Some(mut pipe) = child.stderr.take() {
+            let sink = Arc::clone(&stderr);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                    let mut kept = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    kept.extend_from_slice(&buf[..n]);
+                    let excess = kept.len().saturating_sub(STDERR_TAIL);
+                    kept.drain(..excess);
+                }
+            });
+        }
+        Self {
+            child: Some(child),
+            pgid,
+            group_alive: true,
+            what,
+            stderr,
+        }
+    }
+
+    /// The last few KiB the child (and its group) wrote to stderr, for error messages.
+    pub fn stderr_tail(&self) -> String {
+        let kept = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&kept).trim().to_owned()
     }
 
     /// The child's pid (also its process-group id).
@@ -46,9 +79,13 @@ impl ChildGuard {
     /// Kills the leader only: processes it forked live on (until `kill` or Drop).
     /// Used to stop a listener while its accepted connections keep working.
     pub fn kill_leader(&mut self) -> Result<()> {
-        let Some(mut child) = self.child.take() else { return Ok(()) };
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
         let _ = child.kill();
-        child.wait().with_context(|| format!("reaping `{}`", self.what))?;
+        child
+            .wait()
+            .with_context(|| format!("reaping `{}`", self.what))?;
         Ok(())
     }
 

@@ -19,7 +19,11 @@ pub fn run(args: &[&str], stdin: Option<&str>, timeout: Duration) -> Result<Stri
     let (program, rest) = args.split_first().context("empty command line")?;
     let mut child = Command::new(program)
         .args(rest)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -2,10 +2,19 @@
 
 use anyhow::Result;
 
-use crate::util::{cargo, run};
+use crate::util::{self, cargo};
 
 pub fn run(args: &[String]) -> Result<()> {
     let mut cmd = cargo();
-    cmd.args(["run", "--release", "-p", "lb-tests", "--bin", "lb-bench", "--"]).args(args);
-    run(&mut cmd)
+    cmd.args([
+        "run",
+        "--release",
+        "-p",
+        "lb-tests",
+        "--bin",
+        "lb-bench",
+        "--",
+    ])
+    .args(args);
+    util::run(&mut cmd)
 }

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use crate::util::{cargo, run};
+use crate::util::{self, cargo};
 
 pub fn run(release: bool) -> Result<()> {
     let mut cmd = cargo();
@@ -10,5 +10,5 @@ pub fn run(release: bool) -> Result<()> {
     if release {
         cmd.arg("--release");
     }
-    run(&mut cmd)
+    util::run(&mut cmd)
 }

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use crate::util::{cargo, run};
+use crate::util::{self, cargo};
 
 pub fn run(args: &[String]) -> Result<()> {
     let mut cmd = cargo();
@@ -10,5 +10,5 @@ pub fn run(args: &[String]) -> Result<()> {
     if !args.is_empty() {
         cmd.arg("--").args(args);
     }
-    run(&mut cmd)
+    util::run(&mut cmd)
 }

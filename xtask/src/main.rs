@@ -7,10 +7,16 @@ mod setup;
 mod test;
 mod util;
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Project automation for the XDP load balancer")]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "Project automation for the XDP load balancer"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -45,12 +51,20 @@ enum Cmd {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().cmd {
+fn main() -> ExitCode {
+    let result = match Cli::parse().cmd {
         Cmd::Setup => setup::run(),
         Cmd::Build { release } => build::run(release),
         Cmd::Test { args } => test::run(&args),
         Cmd::Bench { args } => bench::run(&args),
         Cmd::Demo { args } => demo::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` prints the whole chain on one line (and no backtrace, even with RUST_BACKTRACE).
+            eprintln!("xtask error: {err:#}");
+            ExitCode::FAILURE
+        }
     }
 }

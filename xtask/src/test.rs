@@ -2,7 +2,7 @@
 
 use anyhow::{Result, bail};
 
-use crate::util::{cargo, is_root, run};
+use crate::util::{self, cargo, is_root};
 
 pub fn run(args: &[String]) -> Result<()> {
     if !is_root() {
@@ -18,5 +18,5 @@ pub fn run(args: &[String]) -> Result<()> {
         cmd.arg("--test-threads=2");
     }
     cmd.args(args);
-    run(&mut cmd)
+    util::run(&mut cmd)
 }

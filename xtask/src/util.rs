@@ -38,8 +38,13 @@ pub fn show(cmd: &Command) -> String {
 fn quote(s: &OsStr) -> String {
     let s = s.to_string_lossy();
     let plain = !s.is_empty()
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
-    if plain { s.into_owned() } else { format!("'{}'", s.replace('\'', r"'\''")) }
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
 /// Prints the command line, runs it with inherited stdio, fails with the command and its exit
@@ -47,7 +52,9 @@ fn quote(s: &OsStr) -> String {
 pub fn run(cmd: &mut Command) -> Result<()> {
     let line = show(cmd);
     println!("+ {line}");
-    let status = cmd.status().with_context(|| format!("could not start `{line}`"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start `{line}`"))?;
     if !status.success() {
         bail!("`{line}` failed: {status}");
     }
@@ -74,8 +81,14 @@ pub fn output(cmd: &mut Command) -> Result<String> {
 
 /// Like `output`, but `None` when the command cannot start or fails.
 pub fn try_output(cmd: &mut Command) -> Option<String> {
-    let out = cmd.stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Whether we run with effective uid 0.
@@ -87,12 +100,15 @@ pub fn is_root() -> bool {
 /// First executable called `name` in PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| is_executable(p))
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
 }
 
 pub fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// `$CARGO_HOME/bin`, default `~/.cargo/bin`.
@@ -110,7 +126,8 @@ mod tests {
     #[test]
     fn show_quotes_what_a_shell_would_split() {
         let mut cmd = Command::new("cargo");
-        cmd.env("RUSTFLAGS", "-L native=/x -l dylib=LLVM").args(["install", "bpf-linker", "it's"]);
+        cmd.env("RUSTFLAGS", "-L native=/x -l dylib=LLVM")
+            .args(["install", "bpf-linker", "it's"]);
         assert_eq!(
             show(&cmd),
             r"RUSTFLAGS='-L native=/x -l dylib=LLVM' cargo install bpf-linker 'it'\''s'"
@@ -119,7 +136,9 @@ mod tests {
 
     #[test]
     fn run_reports_command_and_status() {
-        let err = run(Command::new("sh").args(["-c", "exit 3"])).unwrap_err().to_string();
+        let err = run(Command::new("sh").args(["-c", "exit 3"]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`sh -c 'exit 3'` failed"), "{err}");
         assert!(err.contains("exit status: 3"), "{err}");
     }

@@ -28,7 +28,7 @@ pub enum InitialHealth {
     Up,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct BackendState {
     /// Index in BACKENDS and BACKEND_STATS.
     pub id: u32,
@@ -120,11 +120,11 @@ impl Balancer {
         // Order matters: a backend going down leaves the in-service list before its flag drops,
         // so a second choice never lands on it; one coming up gets its flag before it is listed.
         if up {
-            self.dp.set_backend(b.id, &entry)?;
+            self.dp.set_backend(id, &entry)?;
             publish_in_service(&mut self.dp, svc)?;
         } else {
             publish_in_service(&mut self.dp, svc)?;
-            self.dp.set_backend(b.id, &entry)?;
+            self.dp.set_backend(id, &entry)?;
         }
         Ok(true)
     }

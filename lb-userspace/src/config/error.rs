@@ -11,7 +11,10 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// Not TOML, or TOML that does not fit the schema (unknown field, wrong type, missing field).
-    #[error("{}line {line}, column {column}: {field}: {message}", file_prefix(file))]
+    #[error(
+        "{}line {line}, column {column}: {field}: {message}",
+        file_prefix(file)
+    )]
     Syntax {
         file: Option<PathBuf>,
         line: usize,
@@ -39,7 +42,11 @@ fn file_prefix(file: &Option<PathBuf>) -> String {
 
 impl ConfigError {
     pub(super) fn invalid(at: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError::Invalid { file: None, at: at.into(), message: message.into() }
+        ConfigError::Invalid {
+            file: None,
+            at: at.into(),
+            message: message.into(),
+        }
     }
 
     /// Names `path` as the file the error was found in.
@@ -58,7 +65,8 @@ impl ConfigError {
     pub(super) fn from_toml(text: &str, err: &toml::de::Error) -> Self {
         let offset = err.span().map_or(text.len(), |s| s.start);
         let at = locate(text, offset);
-        let mut message = one_line(err.message());
+        // Our schema reads numbers as i64; say it in the reader's words.
+        let mut message = one_line(err.message()).replace("expected i64", "expected an integer");
         if !at.line_text.is_empty() {
             message.push_str(&format!(" (in `{}`)", at.line_text));
         }
@@ -66,14 +74,22 @@ impl ConfigError {
             file: None,
             line: at.line,
             column: at.column,
-            field: if at.field.is_empty() { "top level".into() } else { at.field },
+            field: if at.field.is_empty() {
+                "top level".into()
+            } else {
+                at.field
+            },
             message,
         }
     }
 }
 
 fn one_line(s: &str) -> String {
-    s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Where a byte offset falls in the file.
@@ -102,7 +118,9 @@ fn locate(text: &str, offset: usize) -> Location {
     let mut table = String::new();
     let (mut service, mut backend) = (None::<usize>, None::<usize>);
     for l in text[..line_end].lines() {
-        let Some(header) = table_header(l) else { continue };
+        let Some(header) = table_header(l) else {
+            continue;
+        };
         table = match header {
             ("service", true) => {
                 service = Some(service.map_or(0, |i| i + 1));
@@ -111,7 +129,11 @@ fn locate(text: &str, offset: usize) -> Location {
             }
             ("service.backend", true) => {
                 backend = Some(backend.map_or(0, |i| i + 1));
-                format!("service[{}].backend[{}]", service.unwrap_or(0), backend.unwrap_or(0))
+                format!(
+                    "service[{}].backend[{}]",
+                    service.unwrap_or(0),
+                    backend.unwrap_or(0)
+                )
             }
             ("service.health", false) => format!("service[{}].health", service.unwrap_or(0)),
             (name, _) => name.to_string(),
@@ -135,7 +157,12 @@ fn locate(text: &str, offset: usize) -> Location {
     } else {
         current.to_string()
     };
-    Location { line, column, field, line_text }
+    Location {
+        line,
+        column,
+        field,
+        line_text,
+    }
 }
 
 /// `[[a.b]]` -> ("a.b", true), `[a.b]` -> ("a.b", false), anything else None.

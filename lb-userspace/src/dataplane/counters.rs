@@ -2,12 +2,12 @@
 
 use aya::maps::{MapData, PerCpuArray};
 use lb_common::{Event, Outcome, TrafficCounters};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Dataplane;
 
 /// Packets, bytes and new sessions, summed over CPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     pub packets: u64,
     pub bytes: u64,

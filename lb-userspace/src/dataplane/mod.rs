@@ -5,7 +5,7 @@ mod attach;
 mod counters;
 mod maps;
 
-pub use attach::XdpModeArg;
+pub use attach::{XdpModeArg, ifindex};
 pub use counters::Counters;
 
 use aya::{

@@ -1,0 +1,66 @@
+//! The admin socket: a root-only unix socket on which a running `lb run` answers the CLI.
+//! One JSON request line in, one JSON response line out, then the connection closes.
+
+mod status;
+
+pub use status::{BackendStatus, ServiceStatus, Status, render_text};
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::UnixStream,
+};
+
+/// Where `lb run` listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/lb/lb.sock";
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Status(Box<Status>),
+    Error(String),
+}
+
+/// Sends one request to the daemon behind `socket` and returns its answer.
+pub async fn call(socket: &Path, request: &Request) -> anyhow::Result<Response> {
+    let stream = UnixStream::connect(socket).await.with_context(|| {
+        format!(
+            "cannot reach a running lb at {}: is `lb run` running (and are you root)? \
+             Use --admin-socket if it listens elsewhere",
+            socket.display()
+        )
+    })?;
+    let (read, mut write) = stream.into_split();
+    let mut line = serde_json::to_string(request)?;
+    line.push('\n');
+    write.write_all(line.as_bytes()).await?;
+    let mut answer = String::new();
+    BufReader::new(read).read_line(&mut answer).await?;
+    if answer.is_empty() {
+        bail!("lb at {} closed the connection without answering", socket.display());
+    }
+    serde_json::from_str(&answer).context("lb answered something that is not a response")
+}
+
+/// Reads one request from a connection accepted by the daemon.
+pub async fn read_request(stream: &mut UnixStream) -> anyhow::Result<Request> {
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).await?;
+    serde_json::from_str(&line).with_context(|| format!("bad admin request {line:?}"))
+}
+
+pub async fn write_response(stream: &mut UnixStream, response: &Response) -> anyhow::Result<()> {
+    let mut line = serde_json::to_string(response)?;
+    line.push('\n');
+    stream.write_all(line.as_bytes()).await?;
+    Ok(())
+}

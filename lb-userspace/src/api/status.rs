@@ -1,0 +1,76 @@
+//! What `lb status` shows: services, backends, health, and counters.
+
+use std::{collections::BTreeMap, fmt::Write, net::SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataplane::Counters;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub interfaces: Vec<String>,
+    pub xdp_mode: String,
+    pub services: Vec<ServiceStatus>,
+    /// Packets per outcome (verdict and reason), e.g. "pass_no_service".
+    pub outcomes: BTreeMap<String, u64>,
+    pub events: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub vip: String,
+    pub port: u16,
+    pub protocol: String,
+    pub forwarding: String,
+    pub hash_key: String,
+    pub backends_in_service: u32,
+    pub counters: Counters,
+    pub backends: Vec<BackendStatus>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BackendStatus {
+    pub address: SocketAddr,
+    pub weight: u32,
+    /// "up" (in service) or "down".
+    pub health: String,
+    pub checks: u64,
+    pub last_check_ok: Option<bool>,
+    pub last_check_latency_ms: Option<f64>,
+    pub last_error: Option<String>,
+    pub counters: Counters,
+}
+
+/// The human-readable form of `lb status`.
+pub fn render_text(s: &Status) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "interfaces: {} (xdp {})", s.interfaces.join(", "), s.xdp_mode);
+    for svc in &s.services {
+        let _ = writeln!(
+            out,
+            "\nservice {} {}:{} {} {} hash={}  in service {}/{}  packets={} bytes={} sessions={}",
+            svc.name, svc.vip, svc.port, svc.protocol, svc.forwarding, svc.hash_key,
+            svc.backends_in_service, svc.backends.len(),
+            svc.counters.packets, svc.counters.bytes, svc.counters.new_sessions
+        );
+        for b in &svc.backends {
+            let latency = b.last_check_latency_ms.map(|l| format!("{l:.1}ms")).unwrap_or_else(|| "-".into());
+            let error = b.last_error.as_deref().map(|e| format!("  last error: {e}")).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {:<28} w={:<4} {:<4} check={:<8} packets={} bytes={} sessions={}{}",
+                b.address.to_string(), b.weight, b.health, latency,
+                b.counters.packets, b.counters.bytes, b.counters.new_sessions, error
+            );
+        }
+    }
+    let _ = writeln!(out, "\npackets by outcome:");
+    for (name, n) in s.outcomes.iter().filter(|(_, n)| **n > 0) {
+        let _ = writeln!(out, "  {name:<24} {n}");
+    }
+    for (name, n) in s.events.iter().filter(|(_, n)| **n > 0) {
+        let _ = writeln!(out, "  {name:<24} {n}");
+    }
+    out
+}

@@ -1,0 +1,286 @@
+//! The per-backend task: probe every interval, keep the status table current, report changes.
+
+use std::net::SocketAddr;
+use std::sync::PoisonError;
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+use super::{
+    BackendHealthStatus, CheckResult, Health, HealthEvent, HealthState, StatusTable, check_once,
+};
+use crate::config::HealthConfig;
+
+/// Spawns the task that checks one backend of `service` until it is aborted or `events` is
+/// closed.
+///
+/// - `backend` is the backend's service address (where its traffic goes): it names the backend
+///   in every `HealthEvent` and keys its entry `(service, backend)` in `status`.
+/// - `target` is the address probed, i.e. `check_target(backend, &cfg)`.
+///
+/// The backend starts Down (`HealthState::new`: up at its first success). The first probe runs
+/// at once, then one every `cfg.interval`; a probe lasts at most `cfg.timeout` (< interval) and
+/// probes of one backend never overlap. An event is sent the moment a probe completes a rise or
+/// fall streak, so a dead backend leaves service within one interval of its `fall`-th failure.
+/// The caller that aborts the task removes its `status` entry if it wants it gone.
+pub fn spawn_checker(
+    service: String,
+    backend: SocketAddr,
+    target: SocketAddr,
+    cfg: HealthConfig,
+    events: UnboundedSender<HealthEvent>,
+    status: StatusTable,
+) -> JoinHandle<()> {
+    tokio::spawn(run(service, backend, target, cfg, events, status))
+}
+
+async fn run(
+    service: String,
+    backend: SocketAddr,
+    target: SocketAddr,
+    cfg: HealthConfig,
+    events: UnboundedSender<HealthEvent>,
+    status: StatusTable,
+) {
+    let key = (service, backend);
+    let mut state = HealthState::new(cfg.rise, cfg.fall);
+    let mut checks = 0u64;
+    publish(&status, &key, state.health(), None, checks);
+
+    // tokio panics on a zero period; validated configs never have one.
+    let mut ticker = tokio::time::interval(cfg.interval.max(Duration::from_millis(1)));
+    // A late probe pushes the schedule back rather than firing a burst to catch up.
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let result = check_once(target, &cfg).await;
+        checks += 1;
+        let change = state.record(result.ok);
+        publish(&status, &key, state.health(), Some(&result), checks);
+        if let Some(err) = &result.error {
+            tracing::debug!(service = %key.0, backend = %backend, error = %err, "health check failed");
+        }
+        let Some(health) = change else { continue };
+        let event = HealthEvent {
+            service: key.0.clone(),
+            backend,
+            health,
+            detail: detail(health, &cfg, &result),
+        };
+        if events.send(event).is_err() {
+            // Nobody listens any more: the daemon is shutting down.
+            return;
+        }
+    }
+}
+
+fn publish(
+    status: &StatusTable,
+    key: &(String, SocketAddr),
+    health: Health,
+    result: Option<&CheckResult>,
+    checks: u64,
+) {
+    // A panic elsewhere while holding the lock must not stop health checking.
+    let mut table = status.lock().unwrap_or_else(PoisonError::into_inner);
+    table.insert(
+        key.clone(),
+        BackendHealthStatus {
+            health,
+            last_ok: result.map(|r| r.ok),
+            last_latency: result.map(|r| r.latency),
+            last_error: result.and_then(|r| r.error.clone()),
+            checks,
+        },
+    );
+}
+
+fn detail(health: Health, cfg: &HealthConfig, result: &CheckResult) -> String {
+    let ms = result.latency.as_secs_f64() * 1e3;
+    match (health, &result.error) {
+        (Health::Up, _) => format!("{} check passed in {ms:.1} ms", cfg.kind.as_str()),
+        (Health::Down, Some(e)) => format!("{} checks failed in a row; last: {e}", cfg.fall.max(1)),
+        (Health::Down, None) => format!("{} checks failed in a row", cfg.fall.max(1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::config::HealthKind;
+
+    const BOUND: Duration = Duration::from_secs(5);
+
+    fn cfg(interval_ms: u64, timeout_ms: u64, rise: u32, fall: u32) -> HealthConfig {
+        HealthConfig {
+            interval: Duration::from_millis(interval_ms),
+            timeout: Duration::from_millis(timeout_ms),
+            rise,
+            fall,
+            ..HealthConfig::default()
+        }
+    }
+
+    async fn next_event(rx: &mut mpsc::UnboundedReceiver<HealthEvent>) -> HealthEvent {
+        tokio::time::timeout(BOUND, rx.recv())
+            .await
+            .expect("no health event within the bound")
+            .expect("channel open")
+    }
+
+    #[tokio::test]
+    async fn comes_up_then_goes_down_after_fall_failures() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let target = listener.local_addr().expect("addr");
+        // The backend's service address differs from the probed one (a health port).
+        let backend: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let server = tokio::spawn(async move { while listener.accept().await.is_ok() {} });
+        let status: StatusTable = Arc::new(Mutex::new(HashMap::new()));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let interval = 50;
+        let task = spawn_checker(
+            "web".into(),
+            backend,
+            target,
+            cfg(interval, 40, 2, 3),
+            tx,
+            status.clone(),
+        );
+
+        let up = next_event(&mut rx).await;
+        assert_eq!(
+            (up.service.as_str(), up.backend, up.health),
+            ("web", backend, Health::Up)
+        );
+
+        // Kill the backend; time the way out from the moment it can no longer answer.
+        server.abort();
+        let _ = server.await;
+        let killed = Instant::now();
+        let down = next_event(&mut rx).await;
+        let took = killed.elapsed();
+        assert_eq!(down.health, Health::Down);
+        assert!(
+            down.detail.contains("3 checks failed in a row"),
+            "{}",
+            down.detail
+        );
+        // Three failed probes are at most three intervals after the kill, plus scheduling slack.
+        assert!(
+            took < Duration::from_millis(3 * interval + 400),
+            "down after {took:?}"
+        );
+
+        let s = status
+            .lock()
+            .expect("lock")
+            .get(&("web".to_string(), backend))
+            .cloned()
+            .expect("status entry");
+        assert_eq!(s.health, Health::Down);
+        assert_eq!(s.last_ok, Some(false));
+        assert!(s.checks >= 4, "{s:?}");
+        assert!(
+            s.last_error
+                .is_some_and(|e| e.contains(&target.to_string()))
+        );
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_dead_backend_stays_down_without_events() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let target = listener.local_addr().expect("addr");
+        drop(listener);
+        let status: StatusTable = Arc::new(Mutex::new(HashMap::new()));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let task = spawn_checker(
+            "web".into(),
+            target,
+            target,
+            cfg(20, 10, 1, 1),
+            tx,
+            status.clone(),
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            rx.try_recv().is_err(),
+            "a Down backend that stays down sends nothing"
+        );
+        let s = status
+            .lock()
+            .expect("lock")
+            .get(&("web".to_string(), target))
+            .cloned()
+            .expect("entry");
+        assert_eq!((s.health, s.last_ok), (Health::Down, Some(false)));
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn probes_never_overlap() {
+        // A server that never answers HTTP and counts connections open at the same time.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let target = listener.local_addr().expect("addr");
+        let (open, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (o, m) = (open.clone(), most.clone());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let (o, m) = (o.clone(), m.clone());
+                m.fetch_max(o.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 256];
+                    while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+                    o.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        let mut c = cfg(100, 30, 1, 1);
+        c.kind = HealthKind::Http;
+        c.path = Some("/".into());
+        let status: StatusTable = Arc::new(Mutex::new(HashMap::new()));
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let task = spawn_checker("web".into(), target, target, c, tx, status.clone());
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        task.abort();
+        let checks = status
+            .lock()
+            .expect("lock")
+            .get(&("web".to_string(), target))
+            .map_or(0, |s| s.checks);
+        assert!(
+            (3..=6).contains(&checks),
+            "{checks} checks in 450 ms at a 100 ms interval"
+        );
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            1,
+            "two probes were open at once"
+        );
+    }
+
+    #[tokio::test]
+    async fn stops_when_nobody_listens() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let target = listener.local_addr().expect("addr");
+        let status: StatusTable = Arc::new(Mutex::new(HashMap::new()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        drop(rx);
+        let task = spawn_checker("web".into(), target, target, cfg(20, 10, 1, 1), tx, status);
+        tokio::time::timeout(BOUND, task)
+            .await
+            .expect("task ended")
+            .expect("no panic");
+    }
+}

@@ -1,0 +1,116 @@
+//! Clients that run in the client namespace and learn which backend answered.
+//!
+//! Sockets are created while the thread is inside the namespace (`Netns::enter`) and then used
+//! from anywhere: a socket keeps the namespace it was created in. Every call has a timeout, so
+//! a dropped packet fails a test instead of hanging it.
+
+use crate::netns::Netns;
+use anyhow::{Context, Result, bail};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
+use std::time::Duration;
+
+/// Connects to `addr:port` from `ns`, reads the first line (the backend's label), closes.
+pub fn tcp_ask(ns: &Netns, addr: IpAddr, port: u16, timeout: Duration) -> Result<String> {
+    Ok(TcpSession::connect(ns, addr, port, timeout)?.name)
+}
+
+/// A long-lived TCP connection from the client namespace to a label-and-echo server.
+#[derive(Debug)]
+pub struct TcpSession {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    name: String,
+    peer: SocketAddr,
+}
+
+impl TcpSession {
+    /// Connects from `ns` and reads the greeting line; every later read/write times out after
+    /// `timeout` too.
+    pub fn connect(ns: &Netns, addr: IpAddr, port: u16, timeout: Duration) -> Result<TcpSession> {
+        let peer = SocketAddr::new(addr, port);
+        let stream = {
+            let _inside = ns.enter()?;
+            TcpStream::connect_timeout(&peer, timeout)
+                .with_context(|| format!("TCP connect to {peer} from {}", ns.name()))?
+        };
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        stream.set_nodelay(true)?;
+        let writer = stream.try_clone()?;
+        let mut session = TcpSession {
+            reader: BufReader::new(stream),
+            writer,
+            name: String::new(),
+            peer,
+        };
+        session.name = session
+            .read_line()
+            .context("reading the backend's greeting")?;
+        Ok(session)
+    }
+
+    /// The first line the server sent: the label of the backend serving this connection.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The address this session dialled.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The client-side address (e.g. to predict the flow hash of this connection).
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.writer.local_addr()?)
+    }
+
+    /// Sends `line` and returns the line that comes back (the server echoes), proving the
+    /// connection still works end to end.
+    pub fn echo(&mut self, line: &str) -> Result<String> {
+        self.writer
+            .write_all(format!("{line}\n").as_bytes())
+            .with_context(|| format!("writing to {} (served by {})", self.peer, self.name))?;
+        self.read_line()
+            .with_context(|| format!("reading echo from {} (served by {})", self.peer, self.name))
+    }
+
+    fn read_line(&mut self) -> Result<String> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            bail!("connection to {} closed by peer", self.peer);
+        }
+        Ok(line.trim_end().to_owned())
+    }
+}
+
+/// Sends one datagram from `ns` (from `src_port`; 0 = any) to `addr:port` and returns the
+/// trimmed reply (the backend's label). The socket is connected, so a reply from any other
+/// address than `addr` (a DSR backend answering from its own address) is not accepted.
+pub fn udp_ask(
+    ns: &Netns,
+    addr: IpAddr,
+    port: u16,
+    src_port: u16,
+    timeout: Duration,
+) -> Result<String> {
+    let peer = SocketAddr::new(addr, port);
+    let local = match addr {
+        IpAddr::V4(_) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), src_port),
+        IpAddr::V6(_) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), src_port),
+    };
+    let socket = {
+        let _inside = ns.enter()?;
+        UdpSocket::bind(local).with_context(|| format!("UDP bind {local} in {}", ns.name()))?
+    };
+    socket.set_read_timeout(Some(timeout))?;
+    socket.connect(peer)?;
+    socket
+        .send(b"which backend?\n")
+        .with_context(|| format!("UDP send to {peer}"))?;
+    let mut buf = [0u8; 512];
+    let n = socket
+        .recv(&mut buf)
+        .with_context(|| format!("UDP reply from {peer} to {} within {timeout:?}", ns.name()))?;
+    Ok(String::from_utf8_lossy(&buf[..n]).trim_end().to_owned())
+}
