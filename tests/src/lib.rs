@@ -27,3 +27,4 @@ pub mod topology;
 pub use child::ChildGuard;
 pub use netns::{Netns, NetnsGuard, list_netns};
 pub mod fib_env;
+pub mod daemon;

@@ -1,0 +1,113 @@
+//! Runs the real `lb` binary (`lb run`) inside a namespace and talks to it with `lb status`.
+
+use std::{path::PathBuf, time::{Duration, Instant}};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{child::ChildGuard, names, netns::Netns};
+
+/// The `lb` binary cargo built next to this test executable.
+pub fn lb_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> -> target/<profile>/lb
+    let dir = exe.parent().and_then(|d| d.parent()).context("test executable has no target dir")?;
+    let lb = dir.join("lb");
+    if !lb.exists() {
+        bail!("{} not built: run the tests with `cargo xtask test` (builds the whole workspace)", lb.display());
+    }
+    Ok(lb)
+}
+
+/// A running `lb run`; Drop stops it (the namespace's deletion would too).
+pub struct LbDaemon {
+    pub process: ChildGuard,
+    pub socket: PathBuf,
+    config: PathBuf,
+    ns_name: String,
+}
+
+impl LbDaemon {
+    /// Writes `config` to a temporary file and starts `lb run` in `ns` on `ifaces`.
+    pub fn start(ns: &Netns, config: &str, ifaces: &[&str]) -> Result<LbDaemon> {
+        let lb = lb_binary()?;
+        let id = names::unique("lbd");
+        let dir = std::env::temp_dir();
+        let config_path = dir.join(format!("{id}.toml"));
+        let socket = dir.join(format!("{id}.sock"));
+        std::fs::write(&config_path, config)?;
+        let lb_s = lb.to_string_lossy().to_string();
+        let cfg_s = config_path.to_string_lossy().to_string();
+        let sock_s = socket.to_string_lossy().to_string();
+        let mut args = vec![lb_s.as_str(), "run", "--config", &cfg_s, "--admin-socket", &sock_s, "--xdp-mode", "native"];
+        for i in ifaces {
+            args.push("--iface");
+            args.push(i);
+        }
+        let process = ns.spawn(&args)?;
+        Ok(LbDaemon { process, socket, config: config_path, ns_name: ns.name().to_string() })
+    }
+
+    /// `lb status --json` of this daemon.
+    pub fn status(&self) -> Result<serde_json::Value> {
+        let lb = lb_binary()?;
+        let out = std::process::Command::new(lb)
+            .args(["status", "--json", "--admin-socket"])
+            .arg(&self.socket)
+            .output()?;
+        if !out.status.success() {
+            bail!("lb status failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// Health ("up"/"down") of every backend of service `service`, by address.
+    pub fn health(&self, service: &str) -> Result<Vec<(String, String)>> {
+        let s = self.status()?;
+        let svc = s["services"].as_array().into_iter().flatten()
+            .find(|x| x["name"] == service)
+            .with_context(|| format!("no service {service} in status"))?;
+        Ok(svc["backends"].as_array().into_iter().flatten()
+            .map(|b| (b["address"].as_str().unwrap_or("").to_string(), b["health"].as_str().unwrap_or("").to_string()))
+            .collect())
+    }
+
+    /// Sends SIGTERM and waits for a clean exit (the daemon detaches on its way out).
+    pub fn stop(&mut self) -> Result<()> {
+        unsafe { libc::kill(self.process.pid() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while self.process.is_running() {
+            if start.elapsed() > Duration::from_secs(5) {
+                bail!("lb did not exit within 5 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Waits until `cond` holds on the status, or fails after `timeout` with the last status.
+    pub fn wait_for(&mut self, what: &str, timeout: Duration, cond: impl Fn(&serde_json::Value) -> bool) -> Result<()> {
+        let start = Instant::now();
+        let mut last = None;
+        while start.elapsed() < timeout {
+            if !self.process.is_running() {
+                bail!("lb exited while waiting for {what}: {}", self.process.stderr_tail());
+            }
+            match self.status() {
+                Ok(s) if cond(&s) => return Ok(()),
+                Ok(s) => last = Some(s.to_string()),
+                Err(e) => last = Some(e.to_string()),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("timed out after {timeout:?} waiting for {what} (ns {}); last status: {}; lb stderr: {}",
+            self.ns_name, last.unwrap_or_default(), self.process.stderr_tail())
+    }
+}
+
+impl Drop for LbDaemon {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = std::fs::remove_file(&self.config);
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
