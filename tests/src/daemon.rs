@@ -9,11 +9,12 @@ use crate::{child::ChildGuard, names, netns::Netns};
 /// The `lb` binary cargo built next to this test executable.
 pub fn lb_binary() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    // target/<profile>/deps/<test> -> target/<profile>/lb
-    let dir = exe.parent().and_then(|d| d.parent()).context("test executable has no target dir")?;
+    // Tests live in target/<profile>/deps/, binaries such as lb-demo in target/<profile>/.
+    let dir = exe.parent().context("executable has no directory")?;
+    let dir = if dir.ends_with("deps") { dir.parent().context("no target dir")? } else { dir };
     let lb = dir.join("lb");
     if !lb.exists() {
-        bail!("{} not built: run the tests with `cargo xtask test` (builds the whole workspace)", lb.display());
+        bail!("{} not built: use `cargo xtask test` / `cargo xtask demo`, which build it", lb.display());
     }
     Ok(lb)
 }

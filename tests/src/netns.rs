@@ -97,7 +97,10 @@ impl Netns {
             .with_context(|| format!("sysctl {key}={value} in {}", self.name))
     }
 
-    /// Moves the CURRENT THREAD into this namespace until the guard drops.
+    /// Moves the CURRENT THREAD into this namespace until the guard drops. Sockets created
+    /// meanwhile stay in this namespace for life. Beware: threads and processes started while
+    /// inside are born in this namespace too (clone copies the caller's namespaces), so do not
+    /// start a runtime or helper thread under the guard unless that is the intent.
     pub fn enter(&self) -> Result<NetnsGuard> {
         enter_by_name(&self.name)
     }

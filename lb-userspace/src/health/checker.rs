@@ -178,7 +178,7 @@ mod tests {
         );
         // Three failed probes are at most three intervals after the kill, plus scheduling slack.
         assert!(
-            took < Duration::from_millis(3 * interval + 400),
+            took < Duration::from_millis(3 * interval + 1000),
             "down after {took:?}"
         );
 
@@ -260,7 +260,7 @@ mod tests {
             .get(&("web".to_string(), target))
             .map_or(0, |s| s.checks);
         assert!(
-            (3..=6).contains(&checks),
+            (2..=6).contains(&checks),
             "{checks} checks in 450 ms at a 100 ms interval"
         );
         assert_eq!(
