@@ -170,7 +170,7 @@ struct Ctx<'a> {
 }
 
 type Build = Box<dyn Fn(&Ctx, &str) -> Result<(Fixture, Option<Sent>)>>;
-type Act = Box<dyn Fn(&mut Balancer, &mut Bed) -> Result<()>>;
+type Act = Box<dyn Fn(&mut Balancer, &mut Bed, &HashMap<String, Sent>) -> Result<()>>;
 
 enum Step {
     Run(String, Build),
@@ -383,7 +383,7 @@ fn reply(name: &str, of: &'static str) -> Step {
 }
 
 fn set_health(service: &'static str, backend: &'static str, up: bool) -> Act {
-    Box::new(move |lb, _| {
+    Box::new(move |lb, _, _| {
         let addr: SocketAddr = backend.parse()?;
         ensure!(lb.set_health(service, addr, up)?, "set_health({service}, {backend}, {up}) changed nothing");
         Ok(())
@@ -497,6 +497,8 @@ fn table() -> Vec<Step> {
     {
         // IPv4 total length covers only 8 bytes of the TCP header; the rest of the "header"
         // (data offset, flags, checksum) would come from padding bytes 0x55.
+        // KNOWN BUG: parse_ports only checks the TCP header against data_end, so the header
+        // is read partly from padding and the frame is forwarded (TX) instead of passed.
         let f = syn(39020, DSR4);
         let mut bytes = frames::truncate_transport(&f, 8);
         bytes.resize(60, 0x55);
@@ -506,6 +508,8 @@ fn table() -> Vec<Step> {
         ));
         // UDP length 20 in a datagram that holds 8 + 4 bytes of UDP; the frame is padded so
         // the claimed 20 bytes fit in the frame.
+        // KNOWN BUG: parse_ports compares the UDP length with data_end, not with the end of
+        // the IP datagram, so the frame is NAT-forwarded (TX) instead of passed.
         let f = udp(39021, UDP4).with_payload(b"abcd");
         let mut bytes = frames::set_udp_len(f.bytes(), f.l4_offset(), 20);
         bytes.resize(60, 0x55);
@@ -526,7 +530,12 @@ fn table() -> Vec<Step> {
         fwd("dsr4b two-arm (redirect)", syn(40006, "10.200.99.7:80"), Fwd::new()),
         fwd("dsr6 tcp syn", syn6(40007, DSR6), Fwd::new()),
         fwd("dsr6 second packet (session hit)", Frame::ack(&format!("[{CLIENT6}]:40007"), DSR6), Fwd::hit("dsr6 tcp syn")),
+        fwd("dsr6 with an 802.1q tag", syn6(40008, DSR6).with_vlan(4094), Fwd::new()),
         fwd("dsr6 udp", udp6(40009, UDP6), Fwd::new()),
+        // Short frames arrive padded to the 60-byte Ethernet minimum; the padding goes along.
+        fwd("dsr4 syn padded to 60 bytes", syn(40030, DSR4).padded(60, 0), Fwd::new()),
+        fwd("nat4 syn padded to 60 bytes", syn(40031, NAT4).padded(60, 0), Fwd::new()),
+        reply("nat4 reply padded to 60 bytes", "nat4 syn padded to 60 bytes"),
         fwd("nat4 tcp syn", syn(40010, NAT4), Fwd::new()),
         fwd("nat4 second packet (session hit)", Frame::ack(&format!("{CLIENT}:40010"), NAT4), Fwd::hit("nat4 tcp syn")),
         reply("nat4 reply (client on a0)", "nat4 tcp syn"),
@@ -629,23 +638,54 @@ fn table() -> Vec<Step> {
             let f = ctx.find_flow(syn(0, DSR4), |ex| ex.backend.as_ref().is_some_and(|b| b.addr.ip().to_string() == "10.200.10.11"))?;
             ctx.forward(name, f, &Fwd::new())
         }),
+        Step::Do("nat4: the backend of \"nat4 tcp syn\" goes down", Box::new(|lb, _, sent| {
+            let b = sent.get("nat4 tcp syn").context("nat4 tcp syn")?.backend.addr;
+            ensure!(lb.set_health("nat4", b, false)?, "nothing changed");
+            Ok(())
+        })),
+        run("nat4 session re-chosen (its backend went down)", move |ctx, name| {
+            // Its slot names the down backend too: a second choice as well.
+            let f = ctx.sent("nat4 tcp syn")?.frame.clone();
+            let spec = Fwd::new().pin(Pin::NotAs("nat4 tcp syn")).events(&[Event::SessionRechosen, Event::SecondChoice]);
+            ctx.forward(name, f.with_payload(b"moved"), &spec)
+        }),
+        reply("nat4 reply from the new backend", "nat4 session re-chosen (its backend went down)"),
+        Step::Do("nat4: that backend comes back", Box::new(|lb, _, sent| {
+            let b = sent.get("nat4 tcp syn").context("nat4 tcp syn")?.backend.addr;
+            ensure!(lb.set_health("nat4", b, true)?, "nothing changed");
+            Ok(())
+        })),
         // ---- drops ---------------------------------------------------------------------------
+        Step::Do("dsr4b: its only backend goes down", set_health("dsr4b", "10.200.20.21:80", false)),
+        // A session whose backend is down and no backend to re-choose: dropped. The program
+        // counts SessionRechosen before it finds nothing to choose (pinned as it is today).
+        run("dsr4b: session's backend down, nothing to re-choose", move |ctx, name| {
+            let f = ctx.sent("dsr4b two-arm (redirect)")?.frame.clone().with_payload(b"anyone?");
+            let mut fx = Fixture::new(name, f.bytes(), DropNoBackend, Expect::Unchanged);
+            fx.events = vec![Event::SessionRechosen];
+            Ok((fx, None))
+        }),
         Step::Do("down4: its only backend goes down", set_health("down4", "10.200.10.31:80", false)),
-        pass_or_drop("down4: no backend in service", syn(42001, "10.200.99.5:80"), DropNoBackend, |f, _| Ok(Expect::Unchanged.with_no_session(f))),
+        dropped("down4: no backend in service", syn(42001, "10.200.99.5:80"), DropNoBackend, |f, _| {
+            Ok((Expect::Unchanged, vec![Check::NoSession(f.flow_key())]))
+        }),
         // The NAT rewrite happens before the route lookup, so the dropped frame already carries
         // the backend's address (it goes nowhere; pinned so a change is noticed).
-        pass_or_drop("noroute: no route to the backend", syn(42002, "10.200.99.6:80"), DropFibFailed, |f, _| {
+        dropped("noroute: no route to the backend", syn(42002, "10.200.99.6:80"), DropFibFailed, |f, _| {
             Ok((Expect::Frame(f.clone().with_dst("10.200.77.1:80".parse()?).bytes()), Vec::new()))
         }),
-        pass_or_drop("noneigh: no neighbour entry for the backend", syn(42003, "10.200.99.8:80"), DropNoNeighbour, |_, _| {
+        dropped("noneigh: no neighbour entry for the backend", syn(42003, "10.200.99.8:80"), DropNoNeighbour, |_, _| {
             Ok((Expect::Unchanged, Vec::new()))
         }),
         // The MACs are written before the devmap refuses the redirect.
-        pass_or_drop("noegress: backend behind an interface not in the devmap", syn(42004, "10.200.99.9:80"), DropNoEgress, |f, bed| {
+        dropped("noegress: backend behind an interface not in the devmap", syn(42004, "10.200.99.9:80"), DropNoEgress, |f, bed| {
             let ip: IpAddr = "10.200.30.11".parse()?;
             Ok((Expect::Frame(f.clone().with_macs(bed.c0.mac, bed.neighbour_mac(ip)?).bytes()), Vec::new()))
         }),
-        Step::Do("the neighbour entry for 10.200.10.99 appears", Box::new(|_, bed| bed.add_neighbour("10.200.10.99".parse()?, "a0"))),
+        Step::Do("the neighbour entry for 10.200.10.99 appears", Box::new(|_, bed, _| bed.add_neighbour("10.200.10.99".parse()?, "a0"))),
+        // KNOWN BUG: session::record runs before forward::route, so the flow got its session
+        // when its first packet was dropped (DropNoNeighbour, no traffic counted); this packet
+        // is a session hit and new_sessions stays +0 for the service and the backend.
         {
             let mut spec = Fwd::new();
             spec.known_bug = Some(
@@ -658,8 +698,8 @@ fn table() -> Vec<Step> {
     t
 }
 
-/// A dropped fixture; `expect` gives the output frame and extra checks.
-fn pass_or_drop(
+/// A fixture the program drops; `expect` gives the output frame and extra checks.
+fn dropped(
     name: &str,
     frame: Frame,
     outcome: Outcome,
@@ -671,16 +711,6 @@ fn pass_or_drop(
         fx.checks = checks;
         Ok((fx, None))
     })
-}
-
-trait NoSession {
-    fn with_no_session(self, frame: &Frame) -> (Expect, Vec<Check>);
-}
-
-impl NoSession for Expect {
-    fn with_no_session(self, frame: &Frame) -> (Expect, Vec<Check>) {
-        (self, vec![Check::NoSession(frame.flow_key())])
-    }
 }
 
 fn known_bug(step: Step, what: &'static str) -> Step {
@@ -717,7 +747,7 @@ fn packet_fixtures() -> Result<()> {
     for step in table() {
         match step {
             Step::Do(what, act) => {
-                act(&mut lb, &mut bed).with_context(|| format!("step {what:?}"))?;
+                act(&mut lb, &mut bed, &sent).with_context(|| format!("step {what:?}"))?;
                 println!("   -- {what}");
             }
             Step::Run(name, build) => {
@@ -731,7 +761,7 @@ fn packet_fixtures() -> Result<()> {
                     (Some(_), false) => "KNOWN BUG",
                     (Some(_), true) => "ok (marked KNOWN BUG, but it passes now: remove the mark)",
                 };
-                println!("{count:3} {status:9} {name}");
+                println!("{count:3} {status:9} {}", fx.name);
                 for p in &problems {
                     println!("              {p}");
                 }

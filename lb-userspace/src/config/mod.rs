@@ -89,6 +89,16 @@ pub enum Forwarding {
     Nat,
 }
 
+impl Forwarding {
+    /// The name used in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Forwarding::Dsr => "dsr",
+            Forwarding::Nat => "nat",
+        }
+    }
+}
+
 /// Which packet fields pick the backend: what flows a client's traffic stays together over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -103,6 +113,15 @@ pub enum HashKey {
 }
 
 impl HashKey {
+    /// The name used in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HashKey::FiveTuple => "five-tuple",
+            HashKey::SourceIp => "source-ip",
+            HashKey::SourceIpPort => "source-ip-port",
+        }
+    }
+
     /// The lb_common::HASH_* bits the data plane feeds into the flow hash.
     pub fn hash_fields(self) -> u32 {
         match self {

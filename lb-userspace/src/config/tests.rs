@@ -101,6 +101,11 @@ fn serializes_back_to_the_same_config() {
 fn enum_helpers() {
     assert_eq!(Protocol::Tcp.number(), 6);
     assert_eq!(Protocol::Udp.number(), 17);
+    // as_str must match the names serde reads.
+    assert_eq!(Forwarding::Nat.as_str(), "nat");
+    assert_eq!(HashKey::SourceIpPort.as_str(), "source-ip-port");
+    let names = serde_json::to_string(&HashKey::SourceIp).expect("serialize");
+    assert_eq!(names.trim_matches('"'), HashKey::SourceIp.as_str());
     assert_eq!(HashKey::FiveTuple.hash_fields(), lb_common::HASH_FIVE_TUPLE);
     assert_eq!(HashKey::SourceIp.hash_fields(), lb_common::HASH_SRC_ADDR);
     assert_eq!(

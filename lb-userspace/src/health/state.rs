@@ -1,6 +1,8 @@
 //! Rise/fall hysteresis: one failed probe must not pull a backend, one lucky probe must not
 //! restore a flapping one.
 
+use serde::Serialize;
+
 use super::Health;
 
 /// Pure state machine fed with probe outcomes.
@@ -12,7 +14,7 @@ use super::Health;
 ///   instead of `rise` intervals. After its first Down it needs the full `rise`.
 ///
 /// A result that breaks a streak resets it. `rise` and `fall` of 0 are taken as 1.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HealthState {
     health: Health,
     rise: u32,
