@@ -48,19 +48,21 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Outcome> {
     }
     let len = (ctx.data_end() - ctx.data()) as u64;
     let mut flow = FlowKey::default();
-    let l4 = if ether_type == ETH_P_IP {
+    let (l4, ip_end) = if ether_type == ETH_P_IP {
         parse_ipv4(ctx, l3, &mut flow)?
     } else if ether_type == ETH_P_IPV6 {
         parse_ipv6(ctx, l3, &mut flow)?
     } else {
         return Err(Outcome::PassNotIp);
     };
-    parse_ports(ctx, l4, &mut flow)?;
+    parse_ports(ctx, l4, ip_end, &mut flow)?;
     Ok(Packet { flow, l3, l4, len })
 }
 
+/// Returns the offsets of the L4 header and of the end of the IP packet (Ethernet padding may
+/// follow it; nothing there is ever read as header).
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext, l3: usize, flow: &mut FlowKey) -> Result<usize, Outcome> {
+fn parse_ipv4(ctx: &XdpContext, l3: usize, flow: &mut FlowKey) -> Result<(usize, usize), Outcome> {
     let ip: *const Ipv4Hdr = ptr_at(ctx, l3).ok_or(Outcome::PassMalformed)?;
     let ip = unsafe { &*ip };
     let ihl_bytes = ((ip.vihl & 0x0F) as usize) * 4;
@@ -81,11 +83,11 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize, flow: &mut FlowKey) -> Result<usize, 
     flow.dst_addr[0] = raw32(ip.dst_addr);
     flow.proto = ip.proto;
     flow.family = FAMILY_V4;
-    Ok(l3 + ihl_bytes)
+    Ok((l3 + ihl_bytes, l3 + total))
 }
 
 #[inline(always)]
-fn parse_ipv6(ctx: &XdpContext, l3: usize, flow: &mut FlowKey) -> Result<usize, Outcome> {
+fn parse_ipv6(ctx: &XdpContext, l3: usize, flow: &mut FlowKey) -> Result<(usize, usize), Outcome> {
     let ip: *const Ipv6Hdr = ptr_at(ctx, l3).ok_or(Outcome::PassMalformed)?;
     let ip = unsafe { &*ip };
     if ip.vcf[0] >> 4 != 6 {
@@ -106,7 +108,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize, flow: &mut FlowKey) -> Result<usize, 
     flow.dst_addr = words(ip.dst_addr);
     flow.proto = ip.next_hdr;
     flow.family = FAMILY_V6;
-    Ok(l3 + Ipv6Hdr::LEN)
+    Ok((l3 + Ipv6Hdr::LEN, l3 + Ipv6Hdr::LEN + payload))
 }
 
 #[inline(always)]
@@ -120,13 +122,13 @@ fn words(a: [u8; 16]) -> [u32; 4] {
 }
 
 #[inline(always)]
-fn parse_ports(ctx: &XdpContext, l4: usize, flow: &mut FlowKey) -> Result<(), Outcome> {
+fn parse_ports(ctx: &XdpContext, l4: usize, ip_end: usize, flow: &mut FlowKey) -> Result<(), Outcome> {
     if flow.proto == PROTO_TCP {
         let tcp: *const TcpHdr = ptr_at(ctx, l4).ok_or(Outcome::PassMalformed)?;
         let tcp = unsafe { &*tcp };
         // Data offset (high nibble of byte 12) below 5 words cannot hold the TCP header.
         let doff = unsafe { *((tcp as *const TcpHdr as *const u8).add(12)) } >> 4;
-        if doff < 5 {
+        if doff < 5 || l4 + (doff as usize) * 4 > ip_end {
             return Err(Outcome::PassMalformed);
         }
         flow.src_port = raw16(tcp.source);
@@ -135,7 +137,7 @@ fn parse_ports(ctx: &XdpContext, l4: usize, flow: &mut FlowKey) -> Result<(), Ou
         let udp: *const UdpHdr = ptr_at(ctx, l4).ok_or(Outcome::PassMalformed)?;
         let udp = unsafe { &*udp };
         let udp_len = u16::from_be_bytes(udp.len) as usize;
-        if udp_len < UdpHdr::LEN || l4 + udp_len > ctx.data_end() - ctx.data() {
+        if udp_len < UdpHdr::LEN || l4 + udp_len > ip_end {
             return Err(Outcome::PassMalformed);
         }
         flow.src_port = raw16(udp.src);

@@ -34,17 +34,23 @@ fn run(ctx: &XdpContext) -> Outcome {
             let Some((id, backend)) = select::choose(&pkt.flow, &svc) else {
                 return Outcome::DropNoBackend;
             };
-            session::record(&pkt.flow, id, &backend);
-            if svc.flags & SERVICE_F_NAT != 0 {
-                session::record_nat_reverse(&pkt.flow, &backend, svc.id);
-            }
             (id, backend, true)
         }
     };
+    // NAT rewrites pkt.flow; the session is keyed by what the client sent.
+    let client_flow = pkt.flow;
     let outcome = forward::to_backend(ctx, &mut pkt, &svc, &backend);
-    if matches!(outcome, Outcome::TxToBackend | Outcome::RedirectToBackend) {
-        stats::count_traffic(svc.id, backend_id, pkt.len, new_session);
+    if !matches!(outcome, Outcome::TxToBackend | Outcome::RedirectToBackend) {
+        // Not forwarded: record nothing, so the flow's next packet is counted as its first.
+        return outcome;
     }
+    if new_session {
+        session::record(&client_flow, backend_id, &backend);
+        if svc.flags & SERVICE_F_NAT != 0 {
+            session::record_nat_reverse(&client_flow, &backend, svc.id);
+        }
+    }
+    stats::count_traffic(svc.id, backend_id, pkt.len, new_session);
     outcome
 }
 

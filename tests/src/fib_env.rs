@@ -60,7 +60,7 @@ impl FibEnv {
                     "neigh replace {net4}.{h} lladdr {mac} nud permanent dev {dev}"
                 ));
                 lines.push(format!(
-                    "neigh replace {net6}::{h:x} lladdr {mac} nud permanent dev {dev}"
+                    "neigh replace {net6}::{h} lladdr {mac} nud permanent dev {dev}"
                 ));
             }
         }

@@ -497,26 +497,16 @@ fn table() -> Vec<Step> {
     {
         // IPv4 total length covers only 8 bytes of the TCP header; the rest of the "header"
         // (data offset, flags, checksum) would come from padding bytes 0x55.
-        // KNOWN BUG: parse_ports only checks the TCP header against data_end, so the header
-        // is read partly from padding and the frame is forwarded (TX) instead of passed.
         let f = syn(39020, DSR4);
         let mut bytes = frames::truncate_transport(&f, 8);
         bytes.resize(60, 0x55);
-        t.push(known_bug(
-            pass_flow("tcp header beyond the ipv4 datagram (in ethernet padding)", PassMalformed, &f, bytes),
-            "parse_ports bounds the TCP header by the frame end, not the IP datagram's end",
-        ));
+        t.push(pass_flow("tcp header beyond the ipv4 datagram (in ethernet padding)", PassMalformed, &f, bytes));
         // UDP length 20 in a datagram that holds 8 + 4 bytes of UDP; the frame is padded so
         // the claimed 20 bytes fit in the frame.
-        // KNOWN BUG: parse_ports compares the UDP length with data_end, not with the end of
-        // the IP datagram, so the frame is NAT-forwarded (TX) instead of passed.
         let f = udp(39021, UDP4).with_payload(b"abcd");
         let mut bytes = frames::set_udp_len(f.bytes(), f.l4_offset(), 20);
         bytes.resize(60, 0x55);
-        t.push(known_bug(
-            pass_flow("udp length beyond the ipv4 datagram (in ethernet padding)", PassMalformed, &f, bytes),
-            "parse_ports checks the UDP length against the frame end, not the IP datagram's end",
-        ));
+        t.push(pass_flow("udp length beyond the ipv4 datagram (in ethernet padding)", PassMalformed, &f, bytes));
     }
 
     // ---- forwarding -------------------------------------------------------------------------
@@ -683,17 +673,8 @@ fn table() -> Vec<Step> {
             Ok((Expect::Frame(f.clone().with_macs(bed.c0.mac, bed.neighbour_mac(ip)?).bytes()), Vec::new()))
         }),
         Step::Do("the neighbour entry for 10.200.10.99 appears", Box::new(|_, bed, _| bed.add_neighbour("10.200.10.99".parse()?, "a0"))),
-        // KNOWN BUG: session::record runs before forward::route, so the flow got its session
-        // when its first packet was dropped (DropNoNeighbour, no traffic counted); this packet
-        // is a session hit and new_sessions stays +0 for the service and the backend.
-        {
-            let mut spec = Fwd::new();
-            spec.known_bug = Some(
-                "the session is recorded before the route lookup, so a flow whose first packet was \
-                 dropped (no neighbour yet) is never counted in new_sessions",
-            );
-            fwd("noneigh: forwarded once the neighbour exists, counted as a new session", syn(42003, "10.200.99.8:80"), spec)
-        },
+        // A flow whose first packet was dropped got no session, so this one is its first.
+        fwd("noneigh: forwarded once the neighbour exists, counted as a new session", syn(42003, "10.200.99.8:80"), Fwd::new()),
     ]);
     t
 }
@@ -711,20 +692,6 @@ fn dropped(
         fx.checks = checks;
         Ok((fx, None))
     })
-}
-
-fn known_bug(step: Step, what: &'static str) -> Step {
-    match step {
-        Step::Run(name, build) => Step::Run(
-            name,
-            Box::new(move |ctx, name| {
-                let (mut fx, sent) = build(ctx, name)?;
-                fx.known_bug = Some(what);
-                Ok((fx, sent))
-            }),
-        ),
-        other => other,
-    }
 }
 
 /// Sets byte `at` of `frame` to `value`.

@@ -61,8 +61,8 @@ fn status(balancer: &Balancer, health: &StatusTable, args: &RunArgs) -> Status {
             vip: svc.config.vip.to_string(),
             port: svc.config.port,
             protocol: svc.config.protocol.as_str().to_string(),
-            forwarding: format!("{:?}", svc.config.forwarding).to_lowercase(),
-            hash_key: format!("{:?}", svc.config.hash_key),
+            forwarding: svc.config.forwarding.as_str().to_string(),
+            hash_key: svc.config.hash_key.as_str().to_string(),
             backends_in_service: svc.info.in_service_count,
             counters: dp.service_counters(svc.info.id),
             backends: svc
