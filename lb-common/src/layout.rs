@@ -105,6 +105,21 @@ pub struct NatReverse {
     pub service_id: u32,
 }
 
+/// ROUTES value (per CPU, indexed by backend id): where the last bpf_fib_lookup towards the
+/// backend said to send its frames. Written only by the XDP program; valid while `expires_ns`
+/// (coarse monotonic clock) is ahead, for packets arriving on `ingress`, for backend
+/// `generation` (a reused backend id never inherits a route).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CachedRoute {
+    pub expires_ns: u64,
+    pub ingress: u32,
+    pub egress: u32,
+    pub generation: u32,
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+}
+
 /// Packets, bytes and new sessions of one service or backend (one per CPU).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -174,6 +189,7 @@ mod pod {
     unsafe impl aya::Pod for Session {}
     unsafe impl aya::Pod for NatReverse {}
     unsafe impl aya::Pod for TrafficCounters {}
+    unsafe impl aya::Pod for CachedRoute {}
     unsafe impl aya::Pod for BenchFrame {}
 }
 
@@ -191,6 +207,7 @@ mod tests {
         assert_eq!(size_of::<Session>(), 8);
         assert_eq!(size_of::<NatReverse>(), 24);
         assert_eq!(size_of::<TrafficCounters>(), 24);
+        assert_eq!(size_of::<CachedRoute>(), 32);
     }
 
     #[test]

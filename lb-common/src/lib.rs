@@ -4,11 +4,13 @@
 #![no_std]
 
 pub mod csum;
+pub mod filter;
 pub mod hash;
 pub mod layout;
 pub mod limits;
 pub mod stats;
 
+pub use filter::{FILTER_SLOTS, SERVICE_FILTER_WORDS, filter_slot, service_filter_bit};
 pub use hash::{flow_hash, second_choice, table_slot};
 pub use layout::*;
 pub use limits::*;

@@ -18,6 +18,10 @@ pub const MAX_NAT_REVERSE: u32 = 1 << 20;
 /// Interfaces the program may redirect to (two-arm set-ups), indexed by ifindex.
 pub const MAX_INTERFACES: u32 = 256;
 
+/// How long a backend's cached route (ROUTES) is trusted before bpf_fib_lookup is asked again:
+/// a changed neighbour or route towards a backend is followed within this time.
+pub const ROUTE_CACHE_NS: u64 = 100_000_000;
+
 /// Banks of LOOKUP and IN_SERVICE a service may point at; userspace fills the inactive one and
 /// flips `ServiceInfo::bank` in one map write.
 pub const TABLE_BANKS: u32 = 2;

@@ -74,6 +74,11 @@ impl Outcome {
         }
     }
 
+    /// Whether the packet left towards a backend or client (TX or redirect).
+    pub const fn is_forwarded(self) -> bool {
+        self as u32 >= Outcome::TxToBackend as u32
+    }
+
     /// The XDP verdict this outcome implies: "pass", "drop", "tx" or "redirect".
     pub const fn verdict(self) -> &'static str {
         match self as u32 {

@@ -1,19 +1,21 @@
-//! Step 6: send the packet on. NAT rewrites an endpoint (address + port) with incremental
-//! checksum updates; both modes then take next hop MACs and egress interface from the kernel's
-//! FIB (bpf_fib_lookup) and leave by XDP_TX (same interface) or the EGRESS devmap (another one).
+//! Step 6: send the packet on. The way out (next hop MACs, egress interface) comes from the
+//! kernel's FIB (bpf_fib_lookup); towards a backend the answer is cached per CPU for
+//! ROUTE_CACHE_NS, as the FIB lookup costs more than the rest of the packet's path. Frames leave
+//! by XDP_TX (same interface) or the EGRESS devmap (another one). NAT rewrites an endpoint
+//! (address + port) with incremental checksum updates.
 
 use aya_ebpf::{
     bindings::{BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup},
-    helpers::generated::bpf_fib_lookup as fib_lookup,
+    helpers::generated::{bpf_fib_lookup as fib_lookup, bpf_ktime_get_coarse_ns},
     programs::XdpContext,
 };
 use lb_common::{
-    Backend, FAMILY_V4, Outcome, PROTO_UDP, SERVICE_F_NAT, ServiceInfo, csum::CsumUpdate,
+    Backend, CachedRoute, FAMILY_V4, Outcome, PROTO_UDP, ROUTE_CACHE_NS, csum::CsumUpdate,
 };
 use network_types::eth::EthHdr;
 
 use crate::{
-    maps::EGRESS,
+    maps::{EGRESS, ROUTES},
     packet::{ptr_at, raw16, raw32},
     parse::Packet,
 };
@@ -27,16 +29,97 @@ pub enum Endpoint {
     Dst,
 }
 
+/// Where a frame goes next.
+#[derive(Clone, Copy)]
+pub struct Hop {
+    pub egress: u32,
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+}
+
+/// The hop towards a backend, from the per-CPU cache while it is fresh. Keyed by backend id and
+/// generation, so it assumes the route to a backend does not depend on the client (no
+/// source-based policy routing towards backends).
 #[inline(always)]
-pub fn to_backend(ctx: &XdpContext, pkt: &mut Packet, svc: &ServiceInfo, backend: &Backend) -> Outcome {
-    if svc.flags & SERVICE_F_NAT != 0 {
-        if rewrite(ctx, pkt, Endpoint::Dst, &backend.addr, backend.port).is_err() {
-            return Outcome::PassMalformed;
+pub fn backend_hop(ctx: &XdpContext, pkt: &Packet, backend_id: u32, backend: &Backend) -> Result<Hop, Outcome> {
+    let ingress = ingress(ctx);
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let cached = ROUTES.get_ptr_mut(backend_id);
+    if let Some(c) = cached {
+        let c = unsafe { &*c };
+        if c.expires_ns > now && c.ingress == ingress && c.generation == backend.generation {
+            return Ok(Hop { egress: c.egress, dst_mac: c.dst_mac, src_mac: c.src_mac });
         }
-        return route(ctx, pkt, &pkt.flow.dst_addr, Outcome::TxToBackend, Outcome::RedirectToBackend);
     }
-    // DSR: the IP packet stays as it is; only the frame is addressed to the backend.
-    route(ctx, pkt, &backend.addr, Outcome::TxToBackend, Outcome::RedirectToBackend)
+    let hop = fib_hop(ctx, pkt, &backend.addr)?;
+    if let Some(c) = cached {
+        unsafe {
+            *c = CachedRoute {
+                expires_ns: now + ROUTE_CACHE_NS,
+                ingress,
+                egress: hop.egress,
+                generation: backend.generation,
+                dst_mac: hop.dst_mac,
+                src_mac: hop.src_mac,
+            }
+        };
+    }
+    Ok(hop)
+}
+
+/// Asks the FIB for the next hop towards `next_addr` for this packet (its own source, ports and
+/// protocol, so policy routing by them is honoured).
+#[inline(always)]
+pub fn fib_hop(ctx: &XdpContext, pkt: &Packet, next_addr: &[u32; 4]) -> Result<Hop, Outcome> {
+    let mut p: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    p.l4_protocol = pkt.flow.proto;
+    p.sport = pkt.flow.src_port;
+    p.dport = pkt.flow.dst_port;
+    p.__bindgen_anon_1.tot_len = (pkt.len as usize - pkt.l3) as u16;
+    p.ifindex = ingress(ctx);
+    if pkt.flow.family == FAMILY_V4 {
+        p.family = AF_INET;
+        p.__bindgen_anon_3.ipv4_src = pkt.flow.src_addr[0];
+        p.__bindgen_anon_4.ipv4_dst = next_addr[0];
+    } else {
+        p.family = AF_INET6;
+        p.__bindgen_anon_3.ipv6_src = pkt.flow.src_addr;
+        p.__bindgen_anon_4.ipv6_dst = *next_addr;
+    }
+    let ret = unsafe {
+        fib_lookup(ctx.ctx as *mut _, &mut p, core::mem::size_of::<bpf_fib_lookup>() as i32, 0)
+    };
+    if ret == BPF_FIB_LKUP_RET_SUCCESS as i64 {
+        Ok(Hop { egress: p.ifindex, dst_mac: p.dmac, src_mac: p.smac })
+    } else if ret == BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
+        Err(Outcome::DropNoNeighbour)
+    } else {
+        Err(Outcome::DropFibFailed)
+    }
+}
+
+/// Picks the way out: `tx` back out of the ingress interface, else `redirect` through EGRESS.
+/// Decided before the frame is touched, so an unforwardable packet leaves no trace.
+#[inline(always)]
+pub fn way_out(ctx: &XdpContext, hop: &Hop, tx: Outcome, redirect: Outcome) -> Outcome {
+    if hop.egress == ingress(ctx) {
+        return tx;
+    }
+    match EGRESS.redirect(hop.egress, 0) {
+        Ok(_) => redirect,
+        Err(_) => Outcome::DropNoEgress,
+    }
+}
+
+/// Addresses the frame to the hop.
+#[inline(always)]
+pub fn address_frame(ctx: &XdpContext, hop: &Hop) -> Result<(), ()> {
+    let eth: *mut EthHdr = ptr_at(ctx, 0).ok_or(())?;
+    unsafe {
+        (*eth).dst_addr = hop.dst_mac;
+        (*eth).src_addr = hop.src_mac;
+    }
+    Ok(())
 }
 
 /// Replaces one endpoint's address and port, fixing the IPv4 header checksum and the TCP/UDP
@@ -96,52 +179,7 @@ pub fn rewrite(ctx: &XdpContext, pkt: &mut Packet, end: Endpoint, addr: &[u32; 4
     Ok(())
 }
 
-/// Addresses the frame to the next hop towards `next_addr` and picks the way out.
 #[inline(always)]
-pub fn route(ctx: &XdpContext, pkt: &Packet, next_addr: &[u32; 4], tx: Outcome, redirect: Outcome) -> Outcome {
-    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
-    let mut p: bpf_fib_lookup = unsafe { core::mem::zeroed() };
-    p.l4_protocol = pkt.flow.proto;
-    p.sport = pkt.flow.src_port;
-    p.dport = pkt.flow.dst_port;
-    p.__bindgen_anon_1.tot_len = (pkt.len as usize - pkt.l3) as u16;
-    p.ifindex = ingress;
-    if pkt.flow.family == FAMILY_V4 {
-        p.family = AF_INET;
-        p.__bindgen_anon_3.ipv4_src = pkt.flow.src_addr[0];
-        p.__bindgen_anon_4.ipv4_dst = next_addr[0];
-    } else {
-        p.family = AF_INET6;
-        p.__bindgen_anon_3.ipv6_src = pkt.flow.src_addr;
-        p.__bindgen_anon_4.ipv6_dst = *next_addr;
-    }
-    let ret = unsafe {
-        fib_lookup(
-            ctx.ctx as *mut _,
-            &mut p,
-            core::mem::size_of::<bpf_fib_lookup>() as i32,
-            0,
-        )
-    };
-    if ret != BPF_FIB_LKUP_RET_SUCCESS as i64 {
-        return if ret == BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
-            Outcome::DropNoNeighbour
-        } else {
-            Outcome::DropFibFailed
-        };
-    }
-    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
-        return Outcome::PassMalformed;
-    };
-    unsafe {
-        (*eth).dst_addr = p.dmac;
-        (*eth).src_addr = p.smac;
-    }
-    if p.ifindex == ingress {
-        return tx;
-    }
-    match EGRESS.redirect(p.ifindex, 0) {
-        Ok(_) => redirect,
-        Err(_) => Outcome::DropNoEgress,
-    }
+fn ingress(ctx: &XdpContext) -> u32 {
+    unsafe { (*ctx.ctx).ingress_ifindex }
 }

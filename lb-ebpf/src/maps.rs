@@ -2,14 +2,27 @@
 //! userspace writer. Sizes come from lb_common::limits.
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_COMMON_LRU,
     macros::map,
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, ProgramArray},
 };
 use lb_common::{
-    Backend, FlowKey, MAX_BACKENDS, MAX_INTERFACES, MAX_NAT_REVERSE, MAX_SERVICE_BACKENDS,
+    Backend, CachedRoute, FILTER_SLOTS, FlowKey, SERVICE_FILTER_WORDS, MAX_BACKENDS, MAX_INTERFACES, MAX_NAT_REVERSE, MAX_SERVICE_BACKENDS,
     MAX_SERVICES, MAX_SESSIONS, MAX_TABLE_SIZE, NatReverse, EVENT_COUNT, OUTCOME_COUNT,
     ServiceInfo, ServiceKey, Session, TABLE_BANKS, TrafficCounters,
 };
+
+/// Bitmap of FILTER_SLOTS bits (u64 words): bit filter_slot(VIP, port, proto) is set for every
+/// service, so most other packets are passed without a hash lookup. Written by userspace, which
+/// sets a bit before the service's SERVICES entry and clears it after.
+#[map]
+pub static SERVICE_FILTER: Array<u64> = Array::with_max_entries(SERVICE_FILTER_WORDS, 0);
+
+/// filter_slot(backend addr, port, proto) -> 1 once some NAT session to that backend exists, so
+/// only packets that may be NAT replies pay for a NAT_REVERSE lookup. Written by this program
+/// (before the reverse record); never cleared, as a stale mark costs one lookup.
+#[map]
+pub static REPLY_FILTER: Array<u32> = Array::with_max_entries(FILTER_SLOTS, 0);
 
 /// ServiceKey (VIP, port, proto) -> ServiceInfo. Written by userspace; replaced whole to flip banks.
 #[map]
@@ -33,13 +46,18 @@ pub static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
 /// Flow (client -> VIP five-tuple) -> Session (backend id + generation). Written by this program
 /// on a flow's first packet; userspace only reads (explain, status) and clears.
 #[map]
-pub static SESSIONS: LruHashMap<FlowKey, Session> = LruHashMap::with_max_entries(MAX_SESSIONS, 0);
+pub static SESSIONS: LruHashMap<FlowKey, Session> = LruHashMap::with_max_entries(MAX_SESSIONS, BPF_F_NO_COMMON_LRU);
 
 /// Reply five-tuple (backend -> client) -> NatReverse (VIP:port to restore). Written by this
 /// program when it records a NAT session.
 #[map]
 pub static NAT_REVERSE: LruHashMap<FlowKey, NatReverse> =
-    LruHashMap::with_max_entries(MAX_NAT_REVERSE, 0);
+    LruHashMap::with_max_entries(MAX_NAT_REVERSE, BPF_F_NO_COMMON_LRU);
+
+/// Backend id -> per-CPU CachedRoute: bpf_fib_lookup's answer towards the backend, reused for
+/// ROUTE_CACHE_NS. Written by this program only.
+#[map]
+pub static ROUTES: PerCpuArray<CachedRoute> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 
 /// Egress ifindex -> interface, for redirects to another interface (two-arm). Written by userspace
 /// with every interface the instance is attached to.

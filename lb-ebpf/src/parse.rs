@@ -16,6 +16,9 @@ const ETH_P_IP: u16 = wire16(0x0800);
 const ETH_P_IPV6: u16 = wire16(0x86DD);
 const ETH_P_8021Q: u16 = wire16(0x8100);
 const VLAN_TAG_LEN: usize = 4;
+/// TCP flag bits (byte 13 of the header).
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
 const IPPROTO_ICMPV6: u8 = 58;
 /// More-fragments flag and fragment offset of the IPv4 `frags` field, in wire order.
 const IPV4_MF_OR_OFFSET: u16 = wire16(0x3FFF);
@@ -33,6 +36,8 @@ pub struct Packet {
     pub l4: usize,
     /// Frame length in bytes, for the traffic counters.
     pub len: u64,
+    /// A TCP SYN without ACK: the first packet of a connection, so no session can be wanted.
+    pub tcp_syn: bool,
 }
 
 #[inline(always)]
@@ -55,8 +60,8 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Outcome> {
     } else {
         return Err(Outcome::PassNotIp);
     };
-    parse_ports(ctx, l4, ip_end, &mut flow)?;
-    Ok(Packet { flow, l3, l4, len })
+    let tcp_syn = parse_ports(ctx, l4, ip_end, &mut flow)?;
+    Ok(Packet { flow, l3, l4, len, tcp_syn })
 }
 
 /// Returns the offsets of the L4 header and of the end of the IP packet (Ethernet padding may
@@ -121,18 +126,22 @@ fn words(a: [u8; 16]) -> [u32; 4] {
     ]
 }
 
+/// Fills the ports; returns whether the packet is a TCP SYN without ACK.
 #[inline(always)]
-fn parse_ports(ctx: &XdpContext, l4: usize, ip_end: usize, flow: &mut FlowKey) -> Result<(), Outcome> {
+fn parse_ports(ctx: &XdpContext, l4: usize, ip_end: usize, flow: &mut FlowKey) -> Result<bool, Outcome> {
     if flow.proto == PROTO_TCP {
         let tcp: *const TcpHdr = ptr_at(ctx, l4).ok_or(Outcome::PassMalformed)?;
         let tcp = unsafe { &*tcp };
         // Data offset (high nibble of byte 12) below 5 words cannot hold the TCP header.
-        let doff = unsafe { *((tcp as *const TcpHdr as *const u8).add(12)) } >> 4;
+        let bytes = tcp as *const TcpHdr as *const u8;
+        let doff = unsafe { *bytes.add(12) } >> 4;
         if doff < 5 || l4 + (doff as usize) * 4 > ip_end {
             return Err(Outcome::PassMalformed);
         }
         flow.src_port = raw16(tcp.source);
         flow.dst_port = raw16(tcp.dest);
+        let flags = unsafe { *bytes.add(13) };
+        return Ok(flags & (TCP_SYN | TCP_ACK) == TCP_SYN);
     } else {
         let udp: *const UdpHdr = ptr_at(ctx, l4).ok_or(Outcome::PassMalformed)?;
         let udp = unsafe { &*udp };
@@ -143,5 +152,5 @@ fn parse_ports(ctx: &XdpContext, l4: usize, ip_end: usize, flow: &mut FlowKey) -
         flow.src_port = raw16(udp.src);
         flow.dst_port = raw16(udp.dst);
     }
-    Ok(())
+    Ok(false)
 }

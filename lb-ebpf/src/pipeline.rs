@@ -4,7 +4,8 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{Event, Outcome, SERVICE_F_NAT};
 
 use crate::{
-    forward, parse, reply, select, service,
+    forward::{self, Endpoint},
+    parse, reply, select, service,
     session::{self, Lookup},
     stats,
 };
@@ -25,7 +26,10 @@ fn run(ctx: &XdpContext) -> Outcome {
     let Some(svc) = service::lookup(&pkt.flow) else {
         return reply::forward(ctx, &mut pkt);
     };
-    let (backend_id, backend, new_session) = match session::lookup(&pkt.flow) {
+    // A SYN opens a connection: whatever an old record says, it is chosen afresh (as Katran
+    // does), which spares new connections the session lookup.
+    let known = if pkt.tcp_syn { Lookup::Miss } else { session::lookup(&pkt.flow) };
+    let (backend_id, backend, new_session) = match known {
         Lookup::Hit(id, backend) => (id, backend, false),
         known => {
             if matches!(known, Lookup::Stale) {
@@ -37,18 +41,28 @@ fn run(ctx: &XdpContext) -> Outcome {
             (id, backend, true)
         }
     };
-    // NAT rewrites pkt.flow; the session is keyed by what the client sent.
-    let client_flow = pkt.flow;
-    let outcome = forward::to_backend(ctx, &mut pkt, &svc, &backend);
-    if !matches!(outcome, Outcome::TxToBackend | Outcome::RedirectToBackend) {
+    let hop = match forward::backend_hop(ctx, &pkt, backend_id, &backend) {
+        Ok(hop) => hop,
+        Err(outcome) => return outcome,
+    };
+    let outcome = forward::way_out(ctx, &hop, Outcome::TxToBackend, Outcome::RedirectToBackend);
+    if !outcome.is_forwarded() {
         // Not forwarded: record nothing, so the flow's next packet is counted as its first.
         return outcome;
     }
+    let nat = svc.flags & SERVICE_F_NAT != 0;
+    // Recorded before the NAT rewrite: sessions are keyed by what the client sent.
     if new_session {
-        session::record(&client_flow, backend_id, &backend);
-        if svc.flags & SERVICE_F_NAT != 0 {
-            session::record_nat_reverse(&client_flow, &backend, svc.id);
+        session::record(&pkt.flow, backend_id, &backend);
+        if nat {
+            session::record_nat_reverse(&pkt.flow, &backend, svc.id);
         }
+    }
+    if nat && forward::rewrite(ctx, &mut pkt, Endpoint::Dst, &backend.addr, backend.port).is_err() {
+        return Outcome::PassMalformed;
+    }
+    if forward::address_frame(ctx, &hop).is_err() {
+        return Outcome::PassMalformed;
     }
     stats::count_traffic(svc.id, backend_id, pkt.len, new_session);
     outcome

@@ -3,7 +3,10 @@
 
 use lb_common::{BACKEND_F_UP, Backend, FlowKey, NatReverse, Session};
 
-use crate::maps::{BACKENDS, NAT_REVERSE, SESSIONS};
+use crate::{
+    maps::{BACKENDS, NAT_REVERSE, SESSIONS},
+    reply,
+};
 
 pub enum Lookup {
     /// The flow's backend is still up: keep using it.
@@ -54,6 +57,8 @@ pub fn record_nat_reverse(flow: &FlowKey, backend: &Backend, service_id: u32) {
         family: flow.family,
         _pad: [0; 2],
     };
+    // The mark first: a reply may arrive the moment the reverse record exists.
+    reply::expect_replies_from(&reply.src_addr, reply.src_port, reply.proto);
     let reverse = NatReverse { vip: flow.dst_addr, vport: flow.dst_port, _pad: 0, service_id };
     let _ = NAT_REVERSE.insert(&reply, &reverse, 0);
 }

@@ -21,6 +21,8 @@ pub struct Explanation {
     pub second_choice_index: Option<u32>,
     /// The session record the kernel holds for this flow, if any.
     pub session: Option<SessionView>,
+    /// Explained for a TCP SYN, which is always chosen afresh: the session record is not used.
+    pub tcp_syn: bool,
     /// Where the next packet of this flow goes (None: dropped, no backend in service).
     pub backend: Option<BackendState>,
 }
@@ -34,8 +36,14 @@ pub struct SessionView {
 }
 
 impl Balancer {
-    /// Explains a flow addressed to one of the services; None if it is not addressed to one.
+    /// Explains where the flow's next (non-SYN) packet goes; None if the flow is addressed to
+    /// no service.
     pub fn explain(&self, flow: &FlowKey) -> Result<Option<Explanation>, DataplaneError> {
+        self.explain_packet(flow, false)
+    }
+
+    /// As `explain`, for a packet that is (`tcp_syn`) or is not a TCP SYN without ACK.
+    pub fn explain_packet(&self, flow: &FlowKey, tcp_syn: bool) -> Result<Option<Explanation>, DataplaneError> {
         let Some(svc) = self.services.iter().find(|s| {
             s.key.addr == flow.dst_addr && s.key.port == flow.dst_port && s.key.proto == flow.proto
                 && s.key.family == flow.family
@@ -60,7 +68,7 @@ impl Balancer {
         let slot_backend = dp.lookup_slot(info.id, info.lookup_bank, slot)?;
         let slot_backend_up = up(slot_backend)?;
         let mut second_choice_index = None;
-        let chosen = if let Some(s) = session.filter(|s| s.usable) {
+        let chosen = if let Some(s) = session.filter(|s| s.usable && !tcp_syn) {
             Some(s.backend_id)
         } else if slot_backend_up {
             Some(slot_backend)
@@ -80,6 +88,7 @@ impl Balancer {
             slot_backend_up,
             second_choice_index,
             session,
+            tcp_syn,
             backend: chosen.and_then(by_id),
         }))
     }

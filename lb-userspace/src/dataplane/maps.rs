@@ -30,11 +30,13 @@ impl Dataplane {
     /// Makes `info` the live definition of the service at `key`. One map update: this is the
     /// atomic switch to whatever banks `info` names.
     pub fn set_service(&mut self, key: &ServiceKey, info: &ServiceInfo) -> Result<(), DataplaneError> {
+        self.filter_add(key)?;
         self.services.insert(key, info, 0).map_err(write("SERVICES"))
     }
 
     pub fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
-        self.services.remove(key).map_err(write("SERVICES"))
+        self.services.remove(key).map_err(write("SERVICES"))?;
+        self.filter_remove(key)
     }
 
     pub fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), DataplaneError> {

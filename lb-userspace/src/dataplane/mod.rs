@@ -3,6 +3,7 @@
 
 mod attach;
 mod counters;
+mod filter;
 mod maps;
 
 pub use attach::{XdpModeArg, ifindex};
@@ -43,6 +44,8 @@ pub enum DataplaneError {
 pub struct Dataplane {
     ebpf: Ebpf,
     services: HashMap<MapData, ServiceKey, ServiceInfo>,
+    service_filter: Array<MapData, u64>,
+    filter: filter::ServiceFilter,
     lookup: Array<MapData, u32>,
     in_service: Array<MapData, u32>,
     backends: Array<MapData, Backend>,
@@ -68,6 +71,8 @@ impl Dataplane {
         program.load().map_err(DataplaneError::Verify)?;
         Ok(Dataplane {
             services: maps::take(&mut ebpf, "SERVICES")?,
+            service_filter: maps::take(&mut ebpf, "SERVICE_FILTER")?,
+            filter: filter::ServiceFilter::default(),
             lookup: maps::take(&mut ebpf, "LOOKUP")?,
             in_service: maps::take(&mut ebpf, "IN_SERVICE")?,
             backends: maps::take(&mut ebpf, "BACKENDS")?,
