@@ -5,7 +5,7 @@ pub const MAX_SERVICES: u32 = 64;
 /// Backends over all services; a backend id indexes BACKENDS and BACKEND_STATS.
 pub const MAX_BACKENDS: u32 = 4096;
 /// Largest server index table (slots) a service may use; its table size M is at most this.
-/// Two banks per service: 64 * 2 * 65537 * 4 B = 33.5 MiB of LOOKUP.
+/// Two banks per service, in 8-byte array elements: 64 * 2 * 65537 * 8 B = 67 MiB of LOOKUP.
 pub const MAX_TABLE_SIZE: u32 = 65537;
 /// Default table size M (a prime, so Maglev permutations cover every slot).
 pub const DEFAULT_TABLE_SIZE: u32 = 65537;

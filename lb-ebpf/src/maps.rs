@@ -2,7 +2,7 @@
 //! userspace writer. Sizes come from lb_common::limits.
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_COMMON_LRU,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU},
     macros::map,
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, ProgramArray},
 };
@@ -29,9 +29,11 @@ pub static REPLY_FILTER: Array<u32> = Array::with_max_entries(FILTER_SLOTS, 0);
 pub static SERVICES: HashMap<ServiceKey, ServiceInfo> = HashMap::with_max_entries(MAX_SERVICES, 0);
 
 /// Server index tables: lookup_index(service, bank, slot) -> backend id.
-/// 2 banks per service of MAX_TABLE_SIZE slots. Written by userspace into the inactive bank.
+/// 2 banks per service of MAX_TABLE_SIZE slots. Written by userspace into the inactive bank,
+/// through a memory mapping (hence mmapable).
 #[map]
-pub static LOOKUP: Array<u32> = Array::with_max_entries(MAX_SERVICES * TABLE_BANKS * MAX_TABLE_SIZE, 0);
+pub static LOOKUP: Array<u32> =
+    Array::with_max_entries(MAX_SERVICES * TABLE_BANKS * MAX_TABLE_SIZE, BPF_F_MMAPABLE);
 
 /// In-service lists: in_service_index(service, bank, i) -> backend id, for second choices.
 /// Written by userspace into the inactive bank.

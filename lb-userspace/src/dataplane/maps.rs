@@ -50,17 +50,13 @@ impl Dataplane {
     /// Fills bank `bank` of the service's server index table. The bank must not be live.
     pub fn write_lookup(&mut self, service_id: u32, bank: u32, table: &[u32]) -> Result<(), DataplaneError> {
         assert!(table.len() <= MAX_TABLE_SIZE as usize, "table larger than MAX_TABLE_SIZE");
-        for (slot, id) in table.iter().enumerate() {
-            self.lookup
-                .set(lookup_index(service_id, bank, slot as u32), id, 0)
-                .map_err(write("LOOKUP"))?;
-        }
+        self.lookup.write(lookup_index(service_id, bank, 0), table);
         Ok(())
     }
 
     /// Reads slot `slot` of bank `bank` (for explain and tests).
     pub fn lookup_slot(&self, service_id: u32, bank: u32, slot: u32) -> Result<u32, DataplaneError> {
-        self.lookup.get(&lookup_index(service_id, bank, slot), 0).map_err(write("LOOKUP"))
+        Ok(self.lookup.read(lookup_index(service_id, bank, slot)))
     }
 
     /// Fills bank `bank` of the service's in-service list. The bank must not be live.

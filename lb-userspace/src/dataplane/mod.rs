@@ -4,6 +4,7 @@
 mod attach;
 mod counters;
 mod filter;
+mod lookup_memory;
 mod maps;
 
 pub use attach::{XdpModeArg, ifindex};
@@ -46,7 +47,7 @@ pub struct Dataplane {
     services: HashMap<MapData, ServiceKey, ServiceInfo>,
     service_filter: Array<MapData, u64>,
     filter: filter::ServiceFilter,
-    lookup: Array<MapData, u32>,
+    lookup: lookup_memory::LookupMemory,
     in_service: Array<MapData, u32>,
     backends: Array<MapData, Backend>,
     sessions: HashMap<MapData, FlowKey, Session>,
@@ -73,7 +74,10 @@ impl Dataplane {
             services: maps::take(&mut ebpf, "SERVICES")?,
             service_filter: maps::take(&mut ebpf, "SERVICE_FILTER")?,
             filter: filter::ServiceFilter::default(),
-            lookup: maps::take(&mut ebpf, "LOOKUP")?,
+            lookup: lookup_memory::LookupMemory::new(
+                ebpf.take_map("LOOKUP")
+                    .ok_or_else(|| DataplaneError::Map { name: "LOOKUP", detail: "not in the object".into() })?,
+            )?,
             in_service: maps::take(&mut ebpf, "IN_SERVICE")?,
             backends: maps::take(&mut ebpf, "BACKENDS")?,
             sessions: maps::take(&mut ebpf, "SESSIONS")?,
