@@ -18,7 +18,7 @@ use aya::{
 use lb_common::{Backend, FlowKey, NatReverse, ServiceInfo, ServiceKey, Session, TrafficCounters};
 
 /// The compiled XDP object (built by build.rs).
-pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb"));
+pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp"));
 
 /// Name of the XDP entry point in the object.
 pub const PROGRAM: &str = "lb_xdp";
