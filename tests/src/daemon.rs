@@ -85,6 +85,13 @@ impl LbDaemon {
         Ok(())
     }
 
+    /// Waits until exactly `n` backends of `service` are in service.
+    pub fn wait_in_service(&mut self, service: &str, n: u64, timeout: Duration) -> Result<()> {
+        self.wait_for(&format!("{n} {service} backends in service"), timeout, |s| {
+            in_service(s, service) == Some(n)
+        })
+    }
+
     /// Waits until `cond` holds on the status, or fails after `timeout` with the last status.
     pub fn wait_for(&mut self, what: &str, timeout: Duration, cond: impl Fn(&serde_json::Value) -> bool) -> Result<()> {
         let start = Instant::now();
@@ -103,6 +110,16 @@ impl LbDaemon {
         bail!("timed out after {timeout:?} waiting for {what} (ns {}); last status: {}; lb stderr: {}",
             self.ns_name, last.unwrap_or_default(), self.process.stderr_tail())
     }
+}
+
+/// `backends_in_service` of `service` in a status, if the service is there.
+pub fn in_service(status: &serde_json::Value, service: &str) -> Option<u64> {
+    status["services"].as_array()?.iter().find(|x| x["name"] == service)?["backends_in_service"].as_u64()
+}
+
+/// Packets counted under `outcome` (e.g. "tx_to_backend") in a status; 0 if absent.
+pub fn outcome(status: &serde_json::Value, outcome: &str) -> u64 {
+    status["outcomes"][outcome].as_u64().unwrap_or(0)
 }
 
 impl Drop for LbDaemon {
