@@ -46,10 +46,7 @@ pub fn tcp_failover_and_recovery(lb: &mut LbDaemon, dial: Dial, servers: &mut [B
     sessions.retain(|s| s.name() != victim);
     echo_all(&mut sessions, &format!("after {victim} died"));
     let after: Vec<String> = (0..FLOWS / 2).map(|_| ask_tcp(dial, "after the kill")).collect();
-    assert!(
-        !after.contains(&victim),
-        "{victim} is dead but got new connections: {after:?}"
-    );
+    assert!(!after.contains(&victim), "{victim} is dead but got new connections: {after:?}");
 
     servers[0].restart().unwrap();
     lb.wait_in_service(dial.service, all, HEALTH_WAIT).unwrap();
@@ -59,7 +56,8 @@ pub fn tcp_failover_and_recovery(lb: &mut LbDaemon, dial: Dial, servers: &mut [B
 
 /// Many UDP flows (fixed, distinct source ports) reach every backend; each answer comes from
 /// the VIP (the client's connected socket accepts nothing else).
-pub fn udp_spread(dial: Dial, servers: &[BackendServer]) {
+pub fn udp_spread(lb: &mut LbDaemon, dial: Dial, servers: &[BackendServer]) {
+    lb.wait_in_service(dial.service, servers.len() as u64, HEALTH_WAIT).unwrap();
     let seen: HashSet<String> = (0..FLOWS as u16)
         .map(|i| {
             udp_ask(dial.client, dial.vip, dial.port, 20000 + i, IO)
@@ -83,10 +81,7 @@ fn ask_tcp(dial: Dial, when: &str) -> String {
 fn assert_tcp_reaches_all(dial: Dial, labels: &[String], when: &str) {
     let seen: Vec<String> = (0..FLOWS).map(|_| ask_tcp(dial, when)).collect();
     for l in labels {
-        assert!(
-            seen.contains(l),
-            "{l} got none of {FLOWS} connections {when}: {seen:?}"
-        );
+        assert!(seen.contains(l), "{l} got none of {FLOWS} connections {when}: {seen:?}");
     }
 }
 
@@ -94,7 +89,8 @@ fn assert_tcp_reaches_all(dial: Dial, labels: &[String], when: &str) {
 /// (bounded, so a balancer that starves a backend fails instead of looping).
 fn sessions_on_every_backend(dial: Dial, labels: &[String]) -> Vec<TcpSession> {
     let mut sessions: Vec<TcpSession> = Vec::new();
-    let count = |sessions: &[TcpSession], l: &str| sessions.iter().filter(|s| s.name() == l).count();
+    let count =
+        |sessions: &[TcpSession], l: &str| sessions.iter().filter(|s| s.name() == l).count();
     for _ in 0..FLOWS * 2 {
         if labels.iter().all(|l| count(&sessions, l) >= SESSIONS_PER_BACKEND) {
             return sessions;
@@ -104,7 +100,10 @@ fn sessions_on_every_backend(dial: Dial, labels: &[String]) -> Vec<TcpSession> {
         );
     }
     let per: Vec<_> = labels.iter().map(|l| (l, count(&sessions, l))).collect();
-    panic!("{} connections did not give every backend {SESSIONS_PER_BACKEND}: {per:?}", sessions.len());
+    panic!(
+        "{} connections did not give every backend {SESSIONS_PER_BACKEND}: {per:?}",
+        sessions.len()
+    );
 }
 
 /// Every session echoes three lines: the connection still reaches the backend that took it
@@ -113,9 +112,8 @@ fn echo_all(sessions: &mut [TcpSession], when: &str) {
     for (i, s) in sessions.iter_mut().enumerate() {
         for round in 0..3 {
             let line = format!("session {i} round {round}");
-            let echoed = s
-                .echo(&line)
-                .unwrap_or_else(|e| panic!("session to {} {when}: {e:#}", s.name()));
+            let echoed =
+                s.echo(&line).unwrap_or_else(|e| panic!("session to {} {when}: {e:#}", s.name()));
             assert_eq!(echoed, line, "session to {} {when}", s.name());
         }
     }
