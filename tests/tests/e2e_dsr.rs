@@ -72,3 +72,18 @@ fn dsr_one_arm_ipv4_balances_sticks_fails_over_and_recovers() {
 fn dsr_one_arm_ipv6_balances_sticks_fails_over_and_recovers() {
     dsr_one_arm("fd00:200:100::1");
 }
+
+/// The test bed's XDP_PASS guard leaves nothing behind when a test panics while it is attached.
+#[test]
+fn lb_pass_detaches_when_a_test_panics() {
+    let topo = OneArm::new(1).expect("topology");
+    let (switch, lb_peer) = topo.lb_peer();
+    let attached = || switch.ip(&["link", "show", "dev", lb_peer]).unwrap().contains(" xdp");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _pass = PassProgram::attach(switch, lb_peer).expect("attach");
+        assert!(attached(), "lb_pass not attached to {lb_peer}");
+        panic!("test failure with lb_pass attached");
+    }));
+    assert!(result.is_err());
+    assert!(!attached(), "lb_pass still attached to {lb_peer} after the panic");
+}
