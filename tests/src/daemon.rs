@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::{Duration, Instant}};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{child::ChildGuard, cmd, names, netns::Netns};
+use crate::{child::ChildGuard, names, netns::{Netns, wait_xdp_detached_in}};
 
 /// The `lb` binary cargo built next to this test executable.
 pub fn lb_binary() -> Result<PathBuf> {
@@ -91,10 +91,8 @@ impl LbDaemon {
             std::thread::sleep(Duration::from_millis(50));
         }
         for iface in &self.ifaces {
-            let link = cmd::run(&["ip", "-n", &self.ns_name, "link", "show", "dev", iface], None, cmd::DEFAULT_TIMEOUT)?;
-            if link.contains(" xdp") {
-                bail!("XDP still attached to {iface} after lb exited: {link}");
-            }
+            wait_xdp_detached_in(&self.ns_name, iface, Duration::from_secs(10))
+                .context("after lb exited")?;
         }
         Ok(())
     }

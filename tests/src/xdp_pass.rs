@@ -5,13 +5,17 @@
 //! program of its own (toolchain README, "veth + XDP pitfalls"). One-arm tests put this on the
 //! switch-side end of the lb's veth (`OneArm::lb_peer`).
 
-use crate::netns::{Netns, enter_by_name};
+use crate::netns::{Netns, enter_by_name, wait_xdp_detached_in};
 use anyhow::{Context, Result};
 use aya::{
     Ebpf, EbpfLoader,
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
 use lb::dataplane::{PASS_PROGRAM, XDP_OBJECT};
+use std::time::Duration;
+
+/// How long Drop waits to see the program gone from the interface.
+const DETACH_WAIT: Duration = Duration::from_secs(10);
 
 /// Attached until Drop (also on panic), which detaches it again.
 pub struct PassProgram {
@@ -24,9 +28,8 @@ pub struct PassProgram {
 impl PassProgram {
     /// Loads `lb_pass` and attaches it in native (driver) mode to `dev` inside `ns`.
     pub fn attach(ns: &Netns, dev: &str) -> Result<PassProgram> {
-        let mut ebpf = EbpfLoader::new()
-            .load(XDP_OBJECT)
-            .context("loading the embedded XDP object")?;
+        let mut ebpf =
+            EbpfLoader::new().load(XDP_OBJECT).context("loading the embedded XDP object")?;
         let program = pass_program(&mut ebpf)?;
         program.load().context("loading lb_pass")?;
         // The attach resolves `dev` and creates the link in the calling thread's namespace.
@@ -36,12 +39,7 @@ impl PassProgram {
                 .attach(dev, XdpMode::Driver)
                 .with_context(|| format!("attaching lb_pass to {dev} in {}", ns.name()))?
         };
-        Ok(PassProgram {
-            ebpf,
-            link: Some(link),
-            ns: ns.name().to_owned(),
-            dev: dev.to_owned(),
-        })
+        Ok(PassProgram { ebpf, link: Some(link), ns: ns.name().to_owned(), dev: dev.to_owned() })
     }
 
     /// The interface it is attached to.
@@ -58,11 +56,11 @@ impl Drop for PassProgram {
         let Ok(_inside) = enter_by_name(&self.ns) else {
             return;
         };
-        if let Err(e) = pass_program(&mut self.ebpf).and_then(|p| Ok(p.detach(link)?)) {
-            eprintln!(
-                "lb-tests: detaching lb_pass from {} in {}: {e:#}",
-                self.dev, self.ns
-            );
+        let detached = pass_program(&mut self.ebpf)
+            .and_then(|p| Ok(p.detach(link)?))
+            .and_then(|()| wait_xdp_detached_in(&self.ns, &self.dev, DETACH_WAIT));
+        if let Err(e) = detached {
+            eprintln!("lb-tests: detaching lb_pass from {} in {}: {e:#}", self.dev, self.ns);
         }
     }
 }

@@ -59,8 +59,10 @@ fn dsr_one_arm(vip: &str) {
 
     lb.stop().expect("clean exit on SIGTERM");
     drop(pass);
-    let port = switch.ip(&["link", "show", "dev", lb_peer]).unwrap();
-    assert!(!port.contains(" xdp"), "lb_pass still attached after its guard dropped: {port}");
+    assert!(
+        !switch.xdp_attached(lb_peer).unwrap(),
+        "lb_pass still attached after its guard dropped"
+    );
 }
 
 #[test]
@@ -78,7 +80,7 @@ fn dsr_one_arm_ipv6_balances_sticks_fails_over_and_recovers() {
 fn lb_pass_detaches_when_a_test_panics() {
     let topo = OneArm::new(1).expect("topology");
     let (switch, lb_peer) = topo.lb_peer();
-    let attached = || switch.ip(&["link", "show", "dev", lb_peer]).unwrap().contains(" xdp");
+    let attached = || switch.xdp_attached(lb_peer).unwrap();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let _pass = PassProgram::attach(switch, lb_peer).expect("attach");
         assert!(attached(), "lb_pass not attached to {lb_peer}");
