@@ -13,6 +13,8 @@ mod packet;
 #[cfg(target_arch = "bpf")]
 mod parse;
 #[cfg(target_arch = "bpf")]
+mod pass;
+#[cfg(target_arch = "bpf")]
 mod pipeline;
 #[cfg(target_arch = "bpf")]
 mod reply;

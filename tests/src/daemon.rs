@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::{Duration, Instant}};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{child::ChildGuard, names, netns::Netns};
+use crate::{child::ChildGuard, names, netns::{Netns, wait_xdp_detached_in}};
 
 /// The `lb` binary cargo built next to this test executable.
 pub fn lb_binary() -> Result<PathBuf> {
@@ -25,6 +25,7 @@ pub struct LbDaemon {
     pub socket: PathBuf,
     config: PathBuf,
     ns_name: String,
+    ifaces: Vec<String>,
 }
 
 impl LbDaemon {
@@ -45,7 +46,13 @@ impl LbDaemon {
             args.push(i);
         }
         let process = ns.spawn(&args)?;
-        Ok(LbDaemon { process, socket, config: config_path, ns_name: ns.name().to_string() })
+        Ok(LbDaemon {
+            process,
+            socket,
+            config: config_path,
+            ns_name: ns.name().to_string(),
+            ifaces: ifaces.iter().map(|i| i.to_string()).collect(),
+        })
     }
 
     /// `lb status --json` of this daemon.
@@ -72,17 +79,29 @@ impl LbDaemon {
             .collect())
     }
 
-    /// Sends SIGTERM and waits for a clean exit (the daemon detaches on its way out).
+    /// Sends SIGTERM and waits for a clean exit: the process ends and no XDP program is left
+    /// on any of its interfaces (the daemon detaches on its way out).
     pub fn stop(&mut self) -> Result<()> {
         unsafe { libc::kill(self.process.pid() as i32, libc::SIGTERM) };
         let start = Instant::now();
         while self.process.is_running() {
-            if start.elapsed() > Duration::from_secs(5) {
-                bail!("lb did not exit within 5 s of SIGTERM");
+            if start.elapsed() > Duration::from_secs(10) {
+                bail!("lb did not exit within 10 s of SIGTERM");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        for iface in &self.ifaces {
+            wait_xdp_detached_in(&self.ns_name, iface, Duration::from_secs(10))
+                .context("after lb exited")?;
+        }
         Ok(())
+    }
+
+    /// Waits until exactly `n` backends of `service` are in service.
+    pub fn wait_in_service(&mut self, service: &str, n: u64, timeout: Duration) -> Result<()> {
+        self.wait_for(&format!("{n} {service} backends in service"), timeout, |s| {
+            in_service(s, service) == Some(n)
+        })
     }
 
     /// Waits until `cond` holds on the status, or fails after `timeout` with the last status.
@@ -103,6 +122,27 @@ impl LbDaemon {
         bail!("timed out after {timeout:?} waiting for {what} (ns {}); last status: {}; lb stderr: {}",
             self.ns_name, last.unwrap_or_default(), self.process.stderr_tail())
     }
+}
+
+/// `backends_in_service` of `service` in a status, if the service is there.
+pub fn in_service(status: &serde_json::Value, service: &str) -> Option<u64> {
+    status["services"].as_array()?.iter().find(|x| x["name"] == service)?["backends_in_service"].as_u64()
+}
+
+/// Addresses of the backends of `service` that the XDP program has counted no packet for.
+pub fn idle_backends(status: &serde_json::Value, service: &str) -> Vec<String> {
+    let backends = status["services"].as_array().into_iter().flatten()
+        .filter(|s| s["name"] == service)
+        .flat_map(|s| s["backends"].as_array().into_iter().flatten());
+    backends
+        .filter(|b| b["counters"]["packets"].as_u64().unwrap_or(0) == 0)
+        .map(|b| b["address"].to_string())
+        .collect()
+}
+
+/// Packets counted under `outcome` (e.g. "tx_to_backend") in a status; 0 if absent.
+pub fn outcome(status: &serde_json::Value, outcome: &str) -> u64 {
+    status["outcomes"][outcome].as_u64().unwrap_or(0)
 }
 
 impl Drop for LbDaemon {

@@ -16,9 +16,11 @@
 //! # anyhow::Ok(())
 //! ```
 
+pub mod balancing;
 pub mod child;
 pub mod client;
 mod cmd;
+pub mod lb_config;
 pub mod names;
 pub mod netns;
 pub mod servers;
@@ -28,3 +30,4 @@ pub use child::ChildGuard;
 pub use netns::{Netns, NetnsGuard, list_netns};
 pub mod fib_env;
 pub mod daemon;
+pub mod xdp_pass;

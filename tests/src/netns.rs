@@ -123,6 +123,11 @@ impl Netns {
         parse_mac(text)
     }
 
+    /// True if an XDP program (any mode) is attached to `dev`.
+    pub fn xdp_attached(&self, dev: &str) -> Result<bool> {
+        xdp_attached_in(&self.name, dev)
+    }
+
     /// `ip -j link show dev <dev>` as JSON, for whatever else a test needs to know.
     pub fn link_json(&self, dev: &str) -> Result<serde_json::Value> {
         let out = self.ip(&["-j", "link", "show", "dev", dev])?;
@@ -200,6 +205,27 @@ pub(crate) fn spawn_in(name: &str, args: &[&str]) -> Result<ChildGuard> {
         .spawn()
         .with_context(|| format!("cannot start `{line}`"))?;
     Ok(ChildGuard::new(child, line))
+}
+
+/// True if an XDP program (any mode) is attached to `dev` in namespace `name`: `ip link` then
+/// shows `xdp`, `xdpgeneric`, `xdpdrv` or `xdpoffload` among the link's flags.
+pub(crate) fn xdp_attached_in(name: &str, dev: &str) -> Result<bool> {
+    let link = cmd::run(&["ip", "-n", name, "link", "show", "dev", dev], None, DEFAULT_TIMEOUT)?;
+    Ok(link.split_whitespace().any(|w| w.starts_with("xdp")))
+}
+
+/// Waits until no XDP program is attached to `dev` in namespace `name`. Closing the last fd of
+/// an XDP link detaches it, but for a moment it may not be the last: a process that another
+/// thread is spawning holds copies of every fd between its fork and its exec.
+pub(crate) fn wait_xdp_detached_in(name: &str, dev: &str, timeout: Duration) -> Result<()> {
+    let start = std::time::Instant::now();
+    while xdp_attached_in(name, dev)? {
+        if start.elapsed() > timeout {
+            bail!("XDP still attached to {dev} in {name} after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 /// Names of all namespaces `ip netns list` shows.

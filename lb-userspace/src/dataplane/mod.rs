@@ -23,6 +23,10 @@ pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR
 /// Name of the XDP entry point in the object.
 pub const PROGRAM: &str = "lb_xdp";
 
+/// Name of the XDP_PASS program in the same object, for the far end of a veth in tests
+/// (native XDP_TX into a veth needs an XDP program on the peer).
+pub const PASS_PROGRAM: &str = "lb_pass";
+
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
     #[error("loading the XDP object failed: {0} (run as root; the kernel needs BPF and BTF support)")]

@@ -5,7 +5,13 @@
 use std::{collections::BTreeMap, net::IpAddr, time::Duration};
 
 use anyhow::Result;
-use lb_tests::{client::tcp_ask, daemon::LbDaemon, servers::BackendServer, topology::TwoArm};
+use lb_tests::{
+    client::tcp_ask,
+    daemon::LbDaemon,
+    lb_config::{ServiceConfig, render},
+    servers::BackendServer,
+    topology::TwoArm,
+};
 
 const VIP: &str = "10.200.100.1";
 
@@ -28,36 +34,34 @@ fn show(step: &str, counts: &BTreeMap<String, usize>) {
     }
 }
 
-fn in_service(s: &serde_json::Value) -> u64 {
-    s["services"][0]["backends_in_service"].as_u64().unwrap_or(0)
-}
-
 fn main() -> Result<()> {
     println!("building namespaces: client -- lb -- switch -- 3 backends (10.200.0.0/16, all local)");
     let topo = TwoArm::new(3)?;
     let mut servers = BackendServer::start_all(topo.backends(), 8080)?;
-    let mut config = format!(
-        "[[service]]\nname = \"web\"\nvip = \"{VIP}\"\nport = 80\nprotocol = \"tcp\"\nforwarding = \"nat\"\n\
-         [service.health]\nkind = \"tcp\"\ninterval_ms = 300\ntimeout_ms = 200\nrise = 1\nfall = 2\n"
-    );
-    for b in topo.backends() {
-        config += &format!("[[service.backend]]\naddress = \"{}\"\nport = 8080\n", b.v4());
-    }
+    let config = render(&[ServiceConfig {
+        name: "web".into(),
+        vip: VIP.parse()?,
+        port: 80,
+        protocol: "tcp",
+        forwarding: "nat",
+        backends: topo.backends().iter().map(|b| b.addr(false)).collect(),
+        backend_port: 8080,
+    }]);
     println!("config:\n{config}");
     let (arm0, arm1) = (topo.lb_arm0().name().to_string(), topo.lb_arm1().name().to_string());
     let mut lb = LbDaemon::start(topo.lb().ns(), &config, &[&arm0, &arm1])?;
-    lb.wait_for("all backends in service", Duration::from_secs(10), |s| in_service(s) == 3)?;
+    lb.wait_in_service("web", 3, Duration::from_secs(30))?;
 
     show("60 new connections to 10.200.100.1:80, 3 healthy backends:", &spread(&topo, 60)?);
 
     println!("\nstopping {} ...", topo.backend(0).label());
     servers[0].kill()?;
-    lb.wait_for("backend out of service", Duration::from_secs(5), |s| in_service(s) == 2)?;
+    lb.wait_in_service("web", 2, Duration::from_secs(30))?;
     show("60 new connections after its health checks failed:", &spread(&topo, 60)?);
 
     println!("\nstarting {} again ...", topo.backend(0).label());
     servers[0].restart()?;
-    lb.wait_for("backend back in service", Duration::from_secs(5), |s| in_service(s) == 3)?;
+    lb.wait_in_service("web", 3, Duration::from_secs(30))?;
     show("60 new connections after it came back:", &spread(&topo, 60)?);
 
     let status = std::process::Command::new(lb_tests::daemon::lb_binary()?)
