@@ -3,10 +3,12 @@
 
 mod attach;
 mod counters;
+mod live;
 mod maps;
 
 pub use attach::{XdpModeArg, ifindex};
 pub use counters::Counters;
+pub use live::SessionCounts;
 
 use aya::{
     Ebpf, EbpfLoader,
