@@ -1,10 +1,11 @@
-//! Reads and writes for changing a running balancer: zeroing the counters of a reused id and
-//! counting the sessions that still point at each backend.
+//! Reads and writes for changing a running balancer: zeroing the counters of a reused id,
+//! counting the sessions that still point at each backend, and reading back what tests of
+//! live changes compare.
 
 use std::collections::HashMap;
 
 use aya::maps::{MapData, PerCpuArray, PerCpuValues};
-use lb_common::TrafficCounters;
+use lb_common::{ServiceInfo, ServiceKey, TrafficCounters, in_service_index};
 
 use super::{Dataplane, DataplaneError};
 
@@ -37,5 +38,17 @@ impl Dataplane {
             *counts.entry((s.backend_id, s.generation)).or_default() += 1;
         }
         counts
+    }
+
+    /// Every SERVICES entry.
+    pub fn service_entries(&self) -> Vec<(ServiceKey, ServiceInfo)> {
+        self.services.iter().filter_map(Result::ok).collect()
+    }
+
+    /// Entry `i` of bank `bank` of the service's in-service list.
+    pub fn in_service_slot(&self, service_id: u32, bank: u32, i: u32) -> Result<u32, DataplaneError> {
+        self.in_service
+            .get(&in_service_index(service_id, bank, i), 0)
+            .map_err(|source| DataplaneError::Write { name: "IN_SERVICE", source })
     }
 }
