@@ -29,11 +29,13 @@ fn vip() -> IpAddr {
     VIP.parse().expect("vip")
 }
 
-/// One [[service]] over the given (backend index, weight) pairs.
+/// One [[service]] over the given (backend index, weight) pairs. Health checks bring a backend
+/// in fast (rise 1) but take five failures in a row to pull it, so a loaded machine cannot
+/// fake a failure that would move established connections.
 fn service(topo: &TwoArm, name: &str, port: u16, hash_key: &str, backends: &[(usize, u32)]) -> String {
     let mut c = format!(
         "[[service]]\nname = \"{name}\"\nvip = \"{VIP}\"\nport = {port}\nprotocol = \"tcp\"\nforwarding = \"nat\"\n\
-         hash_key = \"{hash_key}\"\n[service.health]\nkind = \"tcp\"\ninterval_ms = 300\ntimeout_ms = 200\nrise = 1\nfall = 2\n"
+         hash_key = \"{hash_key}\"\n[service.health]\nkind = \"tcp\"\ninterval_ms = 300\ntimeout_ms = 250\nrise = 1\nfall = 5\n"
     );
     for (i, w) in backends {
         c += &format!("[[service.backend]]\naddress = \"{}\"\nport = 8080\nweight = {w}\n", topo.backend(*i).v4());
@@ -163,6 +165,9 @@ fn backends_added_removed_reweighted_and_drained_under_load() -> Result<()> {
     let b2 = backend(&s, "web", &b(&topo, 2)).context("backend2 listed while draining")?;
     ensure!(b2["drain"]["timeout_secs"] == 15, "{b2}");
     ensure!(b2["active_sessions"].as_u64().unwrap_or(0) >= drained.len() as u64, "{b2}");
+    let text = lb.cli(&["status"])?;
+    println!("{text}");
+    ensure!(text.contains("draining"), "`lb status` does not show the drain: {text}");
     alive(&mut drained, "draining")?;
     alive(&mut sessions, "while another drains")?;
     let seen = ask(&topo, 80, 40)?;
@@ -219,6 +224,7 @@ fn affinity_explain_services_reload_and_refusals() -> Result<()> {
     }
     ensure!(chosen.len() >= 2, "8 client addresses all on {chosen:?}");
     let text = lb.cli(&["explain", "web", "--flow", "10.200.2.2:40001"])?;
+    println!("{text}");
     ensure!(text.contains("hash") && text.contains("slot") && text.contains("goes to"), "{text}");
     clock.lap("affinity and explain");
 

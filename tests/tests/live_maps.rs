@@ -241,8 +241,15 @@ fn changes_land_in_the_maps_and_established_flows_keep_their_backend() -> Result
     ensure!(lb.dataplane().service_entries().len() == 2, "SERVICES still holds the removed service");
     ensure!(lb.dataplane().backend(extra_backend)?.flags & BACKEND_F_UP == 0);
     ensure!(test_run(&mut lb, bed.a0.ifindex, &extra[0].bytes())?.verdict == XDP_PASS, "a removed service's packet was not passed");
-    check_maps(&lb, "web")?;
     check_maps(&lb, "other")?;
+
+    // A draining backend that goes down is done at once: its sessions are re-chosen anyway.
+    lb.add_backend("web", addr("10.200.10.13:80"), 1)?;
+    lb.drain("web", addr("10.200.10.13:80"), Duration::from_secs(60), now)?;
+    lb.set_health("web", addr("10.200.10.13:80"), false)?;
+    let lines = lb.finish_drains(now, None)?;
+    ensure!(lines == ["service web: drained backend 10.200.10.13:80 removed: it is down, so no session can use it"], "{lines:?}");
+    check_maps(&lb, "web")?;
     println!("live map changes checked in {:.2?}", started.elapsed());
     Ok(())
 }

@@ -130,15 +130,19 @@ impl Balancer {
             .min()
     }
 
-    /// Removes every draining backend whose timeout has passed at `now`, or, given fresh
-    /// session counts, that no session record names any more (its id and generation).
+    /// Removes every draining backend that is down, whose timeout has passed at `now`, or,
+    /// given fresh session counts, that no session record names any more (its id and
+    /// generation).
     pub fn finish_drains(&mut self, now: Instant, sessions: Option<&SessionCounts>) -> Result<Vec<String>, LiveError> {
         let mut done = Vec::new();
         for svc in &self.services {
             for b in &svc.backends {
                 let Some(d) = b.drain else { continue };
                 let left = sessions.map(|c| c.get(&(b.id, b.generation)).copied().unwrap_or(0));
-                let why = if left == Some(0) {
+                let why = if !b.up {
+                    // Its UP flag is down: every session it had is re-chosen anyway.
+                    "it is down, so no session can use it".to_string()
+                } else if left == Some(0) {
                     "no session uses it any more".to_string()
                 } else if now >= d.since + d.timeout {
                     let left = left.map(|n| format!(", {n} session(s) left")).unwrap_or_default();

@@ -52,8 +52,11 @@ impl Daemon {
             }
             Request::BackendUndrain { service, backend } => b.undrain(&service, backend)?,
             Request::ServiceAdd { toml } => {
-                // This host must be able to route the new service's family, as at start.
-                preflight::check(&self.args.interfaces, &Config::parse(&toml)?)?;
+                // This host must be able to route the new service's family, as at start. (An
+                // invalid file is refused by add_service, with its reason.)
+                if let Ok(file) = Config::parse(&toml) {
+                    preflight::check(&self.args.interfaces, &file)?;
+                }
                 b.add_service(&toml)?
             }
             Request::ServiceRemove { name } => b.remove_service(&name)?,

@@ -6,7 +6,10 @@ use std::{net::SocketAddr, time::{Duration, Instant}};
 use super::*;
 use crate::balancer::Drain;
 
-fn config(services: &[(&str, &str, &[(&str, u32)])]) -> Config {
+/// (name, vip, [(backend address, weight)]).
+type ServiceSpec<'a> = (&'a str, &'a str, &'a [(&'a str, u32)]);
+
+fn config(services: &[ServiceSpec]) -> Config {
     let mut text = String::new();
     for (name, vip, backends) in services {
         text += &format!(
