@@ -1,20 +1,11 @@
-//! The operator's changes to a running balancer. Backend and service changes are edits of the
-//! running configuration, checked by the same validator as the file and applied by
-//! `reconcile`; drain state is not part of the configuration and switches here.
+//! The operator's backend and service changes: edits of the running configuration, checked by
+//! the same validator as the file and applied by `reconcile`. (Drain state is not part of the
+//! configuration: `drain`.)
 
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::net::SocketAddr;
 
-use super::{Balancer, Drain, LiveError, publish};
-use crate::{
-    config::{BackendConfig, Config, ConfigError, ServiceConfig},
-    dataplane::SessionCounts,
-};
-
-/// How long a drain may last when the operator gives no `--timeout`.
-pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+use super::{Balancer, LiveError};
+use crate::config::{BackendConfig, Config, ConfigError, ServiceConfig};
 
 impl Balancer {
     /// Adds a backend to a service. It enters the table at once and gets new flows once it is
@@ -73,107 +64,6 @@ impl Balancer {
         self.service(name)?;
         desired.services.retain(|s| s.name != name);
         self.apply_edit(format!("removing service {name:?}"), desired)
-    }
-
-    /// Stops new flows to a backend while its sessions go on: out of the table and the
-    /// in-service list, UP flag kept. `finish_drains` removes it once no session points at it
-    /// or `timeout` after `now`. Draining a draining backend restarts its clock with `timeout`.
-    pub fn drain(&mut self, service: &str, addr: SocketAddr, timeout: Duration, now: Instant) -> Result<Vec<String>, LiveError> {
-        let (i, j) = self.locate(service, addr)?;
-        let done = format!(
-            "service {service}: backend {addr} draining: no new flows; removed once no session \
-             uses it, at the latest in {} s",
-            timeout.as_secs()
-        );
-        let prev = &self.services[i];
-        if prev.backends[j].drain.is_some() {
-            // Already out of the table: only the clock changes, no map write.
-            self.services[i].backends[j].drain = Some(Drain { since: now, timeout });
-            return Ok(vec![done]);
-        }
-        if !prev.backends.iter().enumerate().any(|(k, b)| k != j && b.in_table()) {
-            return Err(LiveError::Refused(format!(
-                "backend {addr} is the last backend of service {service:?} that takes new flows: \
-                 add another (`lb backend add`) or undrain one first, or remove the service"
-            )));
-        }
-        let mut next = prev.clone();
-        next.backends[j].drain = Some(Drain { since: now, timeout });
-        publish::publish(&mut self.dp, Some(prev), &mut next)?;
-        self.services[i] = next;
-        Ok(vec![done])
-    }
-
-    /// Puts a draining backend back into the table (and the in-service list if it is up).
-    pub fn undrain(&mut self, service: &str, addr: SocketAddr) -> Result<Vec<String>, LiveError> {
-        let (i, j) = self.locate(service, addr)?;
-        let prev = &self.services[i];
-        if prev.backends[j].drain.is_none() {
-            return Err(LiveError::Refused(format!(
-                "backend {addr} of service {service:?} is not draining: nothing to undrain"
-            )));
-        }
-        let mut next = prev.clone();
-        next.backends[j].drain = None;
-        publish::publish(&mut self.dp, Some(prev), &mut next)?;
-        self.services[i] = next;
-        Ok(vec![format!("service {service}: backend {addr} takes new flows again")])
-    }
-
-    /// How often draining backends' sessions should be counted: the shortest health interval
-    /// of a service with a draining backend; None while nothing drains.
-    pub fn drain_scan_interval(&self) -> Option<Duration> {
-        self.services
-            .iter()
-            .filter(|s| s.backends.iter().any(|b| b.drain.is_some()))
-            .map(|s| s.config.health.interval)
-            .min()
-    }
-
-    /// Removes every draining backend that is down, whose timeout has passed at `now`, or,
-    /// given fresh session counts, that no session record names any more (its id and
-    /// generation).
-    pub fn finish_drains(&mut self, now: Instant, sessions: Option<&SessionCounts>) -> Result<Vec<String>, LiveError> {
-        let mut done = Vec::new();
-        for svc in &self.services {
-            for b in &svc.backends {
-                let Some(d) = b.drain else { continue };
-                let left = sessions.map(|c| c.get(&(b.id, b.generation)).copied().unwrap_or(0));
-                let why = if !b.up {
-                    // Its UP flag is down: every session it had is re-chosen anyway.
-                    "it is down, so no session can use it".to_string()
-                } else if left == Some(0) {
-                    "no session uses it any more".to_string()
-                } else if now >= d.since + d.timeout {
-                    let left = left.map(|n| format!(", {n} session(s) left")).unwrap_or_default();
-                    format!("drain timeout of {} s passed{left}", d.timeout.as_secs())
-                } else {
-                    continue;
-                };
-                done.push((svc.config.name.clone(), b.addr, why));
-            }
-        }
-        let mut lines = Vec::new();
-        for (service, addr, why) in done {
-            self.remove_backend(&service, addr)?;
-            lines.push(format!("service {service}: drained backend {addr} removed: {why}"));
-        }
-        Ok(lines)
-    }
-
-    /// Indexes of a backend: its service in `services`, itself in the service's backends.
-    fn locate(&self, service: &str, addr: SocketAddr) -> Result<(usize, usize), LiveError> {
-        let i = self
-            .services
-            .iter()
-            .position(|s| s.config.name == service)
-            .ok_or_else(|| LiveError::UnknownService(service.to_string()))?;
-        let j = self.services[i]
-            .backends
-            .iter()
-            .position(|b| b.addr == addr)
-            .ok_or_else(|| LiveError::UnknownBackend { service: service.to_string(), backend: addr })?;
-        Ok((i, j))
     }
 
     fn apply_edit(&mut self, what: String, desired: Config) -> Result<Vec<String>, LiveError> {

@@ -6,10 +6,11 @@
 //!   the one place tables are built);
 //! - `plan` + `reconcile`: make the running state equal a validated `Config` (start, reload,
 //!   and every config-shaped live change);
-//! - `live`: the operator's changes (backends, weights, services, drain);
+//! - `live`: the operator's backend and service changes; `drain`: draining backends;
 //! - `explain`: where a flow goes and why, read from the live maps.
 
 mod addr;
+mod drain;
 mod error;
 mod explain;
 mod ids;
@@ -22,7 +23,7 @@ mod table;
 pub use addr::{flow_key, ip_raw, service_key};
 pub use error::LiveError;
 pub use explain::{Explanation, SessionView};
-pub use live::DEFAULT_DRAIN_TIMEOUT;
+pub use drain::DEFAULT_DRAIN_TIMEOUT;
 pub use publish::{build_table, in_service_ids};
 pub use table::even_table;
 
