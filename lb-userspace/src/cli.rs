@@ -1,10 +1,14 @@
 //! The `lb` command line.
 
-use std::path::PathBuf;
+use std::{net::SocketAddr, path::PathBuf};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
-use crate::{api, dataplane::XdpModeArg};
+use crate::{
+    api::{self, Request},
+    config::DEFAULT_WEIGHT,
+    dataplane::XdpModeArg,
+};
 
 #[derive(Parser, Debug)]
 #[command(name = "lb", version, about = "XDP L4 load balancer")]
@@ -13,10 +17,18 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Where the running `lb run` listens.
+#[derive(Args, Debug)]
+pub struct AdminSocket {
+    /// Admin socket of the running instance.
+    #[arg(long = "admin-socket", global = true, default_value = api::DEFAULT_SOCKET)]
+    pub path: PathBuf,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Load the XDP program, attach it, run health checks; stay in the foreground until
-    /// SIGINT/SIGTERM, then detach.
+    /// SIGINT/SIGTERM, then detach. SIGHUP re-reads the config file (as `lb reload`).
     Run {
         /// The TOML configuration (see examples/lb.toml).
         #[arg(long, short)]
@@ -30,17 +42,115 @@ pub enum Command {
         #[arg(long, default_value = api::DEFAULT_SOCKET)]
         admin_socket: PathBuf,
     },
-    /// Show services, backends, health and counters of a running instance.
+    /// Show services, backends (health, drain, sessions, rates) and counters of a running instance.
     Status {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
-        #[arg(long, default_value = api::DEFAULT_SOCKET)]
-        admin_socket: PathBuf,
+        #[command(flatten)]
+        admin: AdminSocket,
     },
     /// Validate a configuration file without touching the kernel.
     CheckConfig {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Change a backend of a running service.
+    Backend {
+        #[command(subcommand)]
+        op: BackendOp,
+        #[command(flatten)]
+        admin: AdminSocket,
+    },
+    /// Add or remove a service of a running instance.
+    Service {
+        #[command(subcommand)]
+        op: ServiceOp,
+        #[command(flatten)]
+        admin: AdminSocket,
+    },
+    /// Re-read the config file the running instance was started with and apply the difference
+    /// (unchanged services are not touched). Live changes not in the file are undone.
+    Reload {
+        #[command(flatten)]
+        admin: AdminSocket,
+    },
+    /// Show where a flow from a client to a service goes, and why.
+    Explain {
+        service: String,
+        /// The client's address and port (SRC_IP:SRC_PORT; IPv6 as [addr]:port).
+        #[arg(long, value_name = "SRC_IP:SRC_PORT")]
+        flow: SocketAddr,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminSocket,
+    },
+}
+
+/// BACKEND is ADDR:PORT, e.g. 10.0.1.11:8080 or [2001:db8::11]:8080.
+#[derive(Subcommand, Debug)]
+pub enum BackendOp {
+    /// Add a backend; it takes new flows once its health check passes.
+    Add {
+        service: String,
+        #[arg(value_name = "ADDR:PORT")]
+        backend: SocketAddr,
+        #[arg(long, default_value_t = DEFAULT_WEIGHT)]
+        weight: u32,
+    },
+    /// Remove a backend now: its open connections move to other backends (and break).
+    Remove {
+        service: String,
+        #[arg(value_name = "ADDR:PORT")]
+        backend: SocketAddr,
+    },
+    /// Stop new flows to a backend; remove it once its sessions are gone or after the timeout.
+    Drain {
+        service: String,
+        #[arg(value_name = "ADDR:PORT")]
+        backend: SocketAddr,
+        /// Seconds until it is removed even with sessions left (default 300).
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+    },
+    /// Give a draining backend new flows again.
+    Undrain {
+        service: String,
+        #[arg(value_name = "ADDR:PORT")]
+        backend: SocketAddr,
+    },
+    /// Change a backend's weight (its share of new flows).
+    Weight {
+        service: String,
+        #[arg(value_name = "ADDR:PORT")]
+        backend: SocketAddr,
+        weight: u32,
+    },
+}
+
+impl BackendOp {
+    pub fn request(self) -> Request {
+        match self {
+            BackendOp::Add { service, backend, weight } => Request::BackendAdd { service, backend, weight },
+            BackendOp::Remove { service, backend } => Request::BackendRemove { service, backend },
+            BackendOp::Drain { service, backend, timeout } => {
+                Request::BackendDrain { service, backend, timeout_secs: timeout }
+            }
+            BackendOp::Undrain { service, backend } => Request::BackendUndrain { service, backend },
+            BackendOp::Weight { service, backend, weight } => Request::BackendWeight { service, backend, weight },
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServiceOp {
+    /// Add the service a TOML file describes (one [[service]], as in the config file).
+    Add {
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Remove a service: its traffic is no longer balanced.
+    Remove { name: String },
 }

@@ -1,7 +1,10 @@
+use std::path::Path;
+
+use anyhow::{Context, bail};
 use clap::Parser;
 use lb::{
     api::{self, Request, Response},
-    cli::{Cli, Command},
+    cli::{Cli, Command, ServiceOp},
     config::Config,
     daemon::{self, RunArgs},
 };
@@ -25,21 +28,78 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run { config, interfaces, xdp_mode, admin_socket } => {
             daemon::run(RunArgs { config, interfaces, xdp_mode, admin_socket }).await
         }
-        Command::Status { json, admin_socket } => match api::call(&admin_socket, &Request::Status).await? {
-            Response::Status(s) if json => {
-                println!("{}", serde_json::to_string_pretty(&s)?);
-                Ok(())
-            }
-            Response::Status(s) => {
-                print!("{}", api::render_text(&s));
-                Ok(())
-            }
-            Response::Error(e) => anyhow::bail!("lb answered: {e}"),
-        },
         Command::CheckConfig { config } => {
             let c = Config::load(&config)?;
             println!("{}: ok ({} services)", config.display(), c.services.len());
             Ok(())
         }
+        Command::Status { json, admin } => match ask(&admin.path, Request::Status).await? {
+            Response::Status(s) if json => print_json(&s),
+            Response::Status(s) => {
+                print!("{}", api::render_text(&s));
+                Ok(())
+            }
+            other => unexpected(other),
+        },
+        Command::Explain { service, flow, json, admin } => {
+            match ask(&admin.path, Request::Explain { service, client: flow }).await? {
+                Response::Explain(r) if json => print_json(&r),
+                Response::Explain(r) => {
+                    print!("{}", api::render_explain(&r));
+                    Ok(())
+                }
+                other => unexpected(other),
+            }
+        }
+        Command::Backend { op, admin } => done(ask(&admin.path, op.request()).await?),
+        Command::Service { op, admin } => {
+            let request = match op {
+                ServiceOp::Add { file } => {
+                    // Checked here too, so file errors name the file.
+                    let config = Config::load(&file)?;
+                    if config.services.len() != 1 {
+                        bail!(
+                            "{}: describes {} services; `lb service add` takes a file with exactly one [[service]]",
+                            file.display(),
+                            config.services.len()
+                        );
+                    }
+                    let toml = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+                    Request::ServiceAdd { toml }
+                }
+                ServiceOp::Remove { name } => Request::ServiceRemove { name },
+            };
+            done(ask(&admin.path, request).await?)
+        }
+        Command::Reload { admin } => done(ask(&admin.path, Request::Reload).await?),
     }
+}
+
+/// Sends `request`; an error answer becomes this command's error (non-zero exit).
+async fn ask(socket: &Path, request: Request) -> anyhow::Result<Response> {
+    match api::call(socket, &request).await? {
+        Response::Error(e) => bail!("lb answered: {e}"),
+        r => Ok(r),
+    }
+}
+
+fn done(response: Response) -> anyhow::Result<()> {
+    match response {
+        Response::Done(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            Ok(())
+        }
+        other => unexpected(other),
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn unexpected(r: Response) -> anyhow::Result<()> {
+    bail!("lb answered something unexpected for this command: {r:?}")
 }

@@ -6,6 +6,7 @@
 
 use crate::netns::Netns;
 use anyhow::{Context, Result, bail};
+use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
@@ -13,6 +14,11 @@ use std::time::Duration;
 /// Connects to `addr:port` from `ns`, reads the first line (the backend's label), closes.
 pub fn tcp_ask(ns: &Netns, addr: IpAddr, port: u16, timeout: Duration) -> Result<String> {
     Ok(TcpSession::connect(ns, addr, port, timeout)?.name)
+}
+
+/// `tcp_ask` from source address `src` (one of the namespace's addresses).
+pub fn tcp_ask_from(ns: &Netns, src: IpAddr, addr: IpAddr, port: u16, timeout: Duration) -> Result<String> {
+    Ok(TcpSession::connect_from(ns, Some(src), addr, port, timeout)?.name)
 }
 
 /// A long-lived TCP connection from the client namespace to a label-and-echo server.
@@ -28,11 +34,31 @@ impl TcpSession {
     /// Connects from `ns` and reads the greeting line; every later read/write times out after
     /// `timeout` too.
     pub fn connect(ns: &Netns, addr: IpAddr, port: u16, timeout: Duration) -> Result<TcpSession> {
+        Self::connect_from(ns, None, addr, port, timeout)
+    }
+
+    /// `connect`, from source address `src` if given (else the one the route picks).
+    pub fn connect_from(
+        ns: &Netns,
+        src: Option<IpAddr>,
+        addr: IpAddr,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<TcpSession> {
         let peer = SocketAddr::new(addr, port);
-        let stream = {
+        let from = src.map_or_else(|| ns.name().to_string(), |s| format!("{s} in {}", ns.name()));
+        let stream: TcpStream = {
             let _inside = ns.enter()?;
-            TcpStream::connect_timeout(&peer, timeout)
-                .with_context(|| format!("TCP connect to {peer} from {}", ns.name()))?
+            let socket = Socket::new(Domain::for_address(peer), Type::STREAM, Some(Protocol::TCP))?;
+            if let Some(src) = src {
+                socket
+                    .bind(&SocketAddr::new(src, 0).into())
+                    .with_context(|| format!("binding to {src} in {}", ns.name()))?;
+            }
+            socket
+                .connect_timeout(&peer.into(), timeout)
+                .with_context(|| format!("TCP connect to {peer} from {from}"))?;
+            socket.into()
         };
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;

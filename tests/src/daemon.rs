@@ -1,6 +1,7 @@
-//! Runs the real `lb` binary (`lb run`) inside a namespace and talks to it with `lb status`.
+//! Runs the real `lb` binary (`lb run`) inside a namespace and talks to it with the real CLI
+//! (`lb status`, `lb backend ...`, `lb reload`, ...).
 
-use std::{path::PathBuf, time::{Duration, Instant}};
+use std::{path::{Path, PathBuf}, time::{Duration, Instant}};
 
 use anyhow::{Context, Result, bail};
 
@@ -55,17 +56,33 @@ impl LbDaemon {
         })
     }
 
-    /// `lb status --json` of this daemon.
-    pub fn status(&self) -> Result<serde_json::Value> {
-        let lb = lb_binary()?;
-        let out = std::process::Command::new(lb)
-            .args(["status", "--json", "--admin-socket"])
+    /// Runs `lb <args> --admin-socket <this daemon's socket>`: its stdout if it succeeds, else
+    /// an error with its exit status and stderr.
+    pub fn cli(&self, args: &[&str]) -> Result<String> {
+        let out = std::process::Command::new(lb_binary()?)
+            .args(args)
+            .arg("--admin-socket")
             .arg(&self.socket)
             .output()?;
         if !out.status.success() {
-            bail!("lb status failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!("`lb {}` failed ({}): {}", args.join(" "), out.status, String::from_utf8_lossy(&out.stderr).trim());
         }
-        Ok(serde_json::from_slice(&out.stdout)?)
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `lb status --json` of this daemon.
+    pub fn status(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::from_str(&self.cli(&["status", "--json"])?)?)
+    }
+
+    /// The config file the daemon was started with (rewrite it, then `lb reload` or SIGHUP).
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// Sends `signal` (e.g. libc::SIGHUP) to the daemon.
+    pub fn signal(&self, signal: i32) {
+        unsafe { libc::kill(self.process.pid() as i32, signal) };
     }
 
     /// Health ("up"/"down") of every backend of service `service`, by address.
@@ -82,7 +99,7 @@ impl LbDaemon {
     /// Sends SIGTERM and waits for a clean exit: the process ends and no XDP program is left
     /// on any of its interfaces (the daemon detaches on its way out).
     pub fn stop(&mut self) -> Result<()> {
-        unsafe { libc::kill(self.process.pid() as i32, libc::SIGTERM) };
+        self.signal(libc::SIGTERM);
         let start = Instant::now();
         while self.process.is_running() {
             if start.elapsed() > Duration::from_secs(10) {

@@ -1,11 +1,13 @@
 //! The admin socket: a root-only unix socket on which a running `lb run` answers the CLI.
 //! One JSON request line in, one JSON response line out, then the connection closes.
 
+mod explain;
 mod status;
 
-pub use status::{BackendStatus, ServiceStatus, Status, render_text};
+pub use explain::{ExplainReport, SessionReport, SlotReport, render_explain};
+pub use status::{BackendStatus, DrainStatus, Rates, ServiceStatus, Status, render_text};
 
-use std::path::Path;
+use std::{net::SocketAddr, path::Path};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
@@ -21,12 +23,28 @@ pub const DEFAULT_SOCKET: &str = "/run/lb/lb.sock";
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     Status,
+    BackendAdd { service: String, backend: SocketAddr, weight: u32 },
+    BackendRemove { service: String, backend: SocketAddr },
+    BackendWeight { service: String, backend: SocketAddr, weight: u32 },
+    /// `timeout_secs`: None for the default drain timeout.
+    BackendDrain { service: String, backend: SocketAddr, timeout_secs: Option<u64> },
+    BackendUndrain { service: String, backend: SocketAddr },
+    /// `toml`: a config file's text with exactly one [[service]].
+    ServiceAdd { toml: String },
+    ServiceRemove { name: String },
+    /// Re-read the config file the daemon was started with.
+    Reload,
+    /// Where a flow from `client` to the service goes, and why.
+    Explain { service: String, client: SocketAddr },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Response {
     Status(Box<Status>),
+    /// A change was made (or there was nothing to change): one line per effect.
+    Done(Vec<String>),
+    Explain(Box<ExplainReport>),
     Error(String),
 }
 

@@ -32,14 +32,36 @@ pub struct ServiceStatus {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BackendStatus {
     pub address: SocketAddr,
+    /// Index in BACKENDS (what `lb explain` names) and the generation its entry carries.
+    pub id: u32,
+    pub generation: u32,
     pub weight: u32,
-    /// "up" (in service) or "down".
+    /// "up" (healthy) or "down".
     pub health: String,
+    /// Set while draining: no new flows, sessions go on.
+    pub drain: Option<DrainStatus>,
+    /// Session records naming this backend (closed flows stay until the LRU forgets them).
+    pub active_sessions: u64,
+    /// Over the daemon's last sampling interval (about a second).
+    pub rates: Rates,
     pub checks: u64,
     pub last_check_ok: Option<bool>,
     pub last_check_latency_ms: Option<f64>,
     pub last_error: Option<String>,
     pub counters: Counters,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rates {
+    pub new_sessions_per_sec: f64,
+    pub packets_per_sec: f64,
+    pub bytes_per_sec: f64,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct DrainStatus {
+    pub elapsed_secs: f64,
+    pub timeout_secs: u64,
 }
 
 /// The human-readable form of `lb status`.
@@ -57,10 +79,17 @@ pub fn render_text(s: &Status) -> String {
         for b in &svc.backends {
             let latency = b.last_check_latency_ms.map(|l| format!("{l:.1}ms")).unwrap_or_else(|| "-".into());
             let error = b.last_error.as_deref().map(|e| format!("  last error: {e}")).unwrap_or_default();
+            let drain = b
+                .drain
+                .map(|d| format!(" draining {:.0}/{} s", d.elapsed_secs, d.timeout_secs))
+                .unwrap_or_default();
+            let r = b.rates;
             let _ = writeln!(
                 out,
-                "  {:<28} w={:<4} {:<4} check={:<8} packets={} bytes={} sessions={}{}",
-                b.address.to_string(), b.weight, b.health, latency,
+                "  {:<28} w={:<4} {:<4}{drain} check={:<8} active={} new/s={:.1} pkt/s={:.1} B/s={:.0}  \
+                 packets={} bytes={} sessions={}{}",
+                b.address.to_string(), b.weight, b.health, latency, b.active_sessions,
+                r.new_sessions_per_sec, r.packets_per_sec, r.bytes_per_sec,
                 b.counters.packets, b.counters.bytes, b.counters.new_sessions, error
             );
         }

@@ -6,7 +6,7 @@ use lb_common::{
 };
 use serde::Serialize;
 
-use super::{Balancer, BackendState};
+use super::{Balancer, BackendState, in_service_ids};
 use crate::dataplane::DataplaneError;
 
 #[derive(Clone, Debug, Serialize)]
@@ -14,9 +14,13 @@ pub struct Explanation {
     pub service: String,
     pub hash: u32,
     pub slot: u32,
-    /// Backend id the slot names in the live table, and whether it is up.
+    /// The live LOOKUP bank the slot was read from.
+    pub table_bank: u32,
+    /// Backend id the slot names in the live table, and whether it is up (BACKENDS flag).
     pub slot_backend: u32,
     pub slot_backend_up: bool,
+    /// The service's state of that backend (None: not one of its backends any more).
+    pub slot_backend_state: Option<BackendState>,
     /// Index into the in-service list when the slot's backend is down.
     pub second_choice_index: Option<u32>,
     /// The session record the kernel holds for this flow, if any.
@@ -75,8 +79,7 @@ impl Balancer {
         } else if info.in_service_count > 0 {
             let i = second_choice(hash, info.in_service_count);
             second_choice_index = Some(i);
-            let ids: Vec<u32> = svc.backends.iter().filter(|b| b.up).map(|b| b.id).collect();
-            ids.get(i as usize).copied()
+            in_service_ids(svc).get(i as usize).copied()
         } else {
             None
         };
@@ -84,8 +87,10 @@ impl Balancer {
             service: svc.config.name.clone(),
             hash,
             slot,
+            table_bank: info.lookup_bank,
             slot_backend,
             slot_backend_up,
+            slot_backend_state: by_id(slot_backend),
             second_choice_index,
             session,
             tcp_syn,

@@ -1,20 +1,18 @@
 //! The daemon's side of the admin socket.
 
-use std::{
-    os::unix::fs::PermissionsExt,
-    path::Path,
-    time::Duration,
-};
+use std::{os::unix::fs::PermissionsExt, path::Path, time::Duration};
 
 use anyhow::{Context, bail};
-use tokio::net::{UnixListener, UnixStream};
-
-use super::RunArgs;
-use crate::{
-    api::{self, BackendStatus, Request, Response, ServiceStatus, Status},
-    balancer::Balancer,
-    health::StatusTable,
+use tokio::{
+    net::{UnixListener, UnixStream},
+    time::timeout,
 };
+
+use super::state::Daemon;
+use crate::api::{self, Response};
+
+/// Longest a client may take to send its request or read the answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Binds the admin socket, root-only. Refuses if another instance answers on it.
 pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
@@ -36,59 +34,20 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-pub async fn serve(mut stream: UnixStream, balancer: &Balancer, health: &StatusTable, args: &RunArgs) {
-    let answer = async {
-        let response = match api::read_request(&mut stream).await {
-            Ok(Request::Status) => Response::Status(Box::new(status(balancer, health, args))),
-            Err(e) => Response::Error(e.to_string()),
-        };
-        api::write_response(&mut stream, &response).await
+/// Answers one connection. A stuck client must not stall the daemon's loop, so reading and
+/// writing are bounded; the work in between (a reload, a table rebuild) is not.
+pub async fn serve(mut stream: UnixStream, daemon: &mut Daemon) {
+    let request = timeout(CLIENT_TIMEOUT, api::read_request(&mut stream))
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("no request within {CLIENT_TIMEOUT:?}")));
+    let response = match request {
+        Ok(r) => daemon.handle(r).await,
+        Err(e) => Response::Error(format!("{e:#}")),
     };
-    // A stuck client must not stall the daemon's loop.
-    if let Err(e) = tokio::time::timeout(Duration::from_secs(2), answer).await.unwrap_or_else(|_| Err(anyhow::anyhow!("timed out"))) {
-        tracing::warn!("admin request failed: {e}");
-    }
-}
-
-fn status(balancer: &Balancer, health: &StatusTable, args: &RunArgs) -> Status {
-    let dp = balancer.dataplane();
-    let health = health.lock().map(|h| h.clone()).unwrap_or_default();
-    let services = balancer
-        .services()
-        .iter()
-        .map(|svc| ServiceStatus {
-            name: svc.config.name.clone(),
-            vip: svc.config.vip.to_string(),
-            port: svc.config.port,
-            protocol: svc.config.protocol.as_str().to_string(),
-            forwarding: svc.config.forwarding.as_str().to_string(),
-            hash_key: svc.config.hash_key.as_str().to_string(),
-            backends_in_service: svc.info.in_service_count,
-            counters: dp.service_counters(svc.info.id),
-            backends: svc
-                .backends
-                .iter()
-                .map(|b| {
-                    let h = health.get(&(svc.config.name.clone(), b.addr));
-                    BackendStatus {
-                        address: b.addr,
-                        weight: b.weight,
-                        health: if b.up { "up" } else { "down" }.into(),
-                        checks: h.map(|h| h.checks).unwrap_or(0),
-                        last_check_ok: h.and_then(|h| h.last_ok),
-                        last_check_latency_ms: h.and_then(|h| h.last_latency).map(|d| d.as_secs_f64() * 1e3),
-                        last_error: h.and_then(|h| h.last_error.clone()),
-                        counters: dp.backend_counters(b.id),
-                    }
-                })
-                .collect(),
-        })
-        .collect();
-    Status {
-        interfaces: dp.interfaces(),
-        xdp_mode: format!("{:?}", args.xdp_mode).to_lowercase(),
-        services,
-        outcomes: dp.outcomes().into_iter().map(|(o, n)| (o.name().to_string(), n)).collect(),
-        events: dp.events().into_iter().map(|(e, n)| (e.name().to_string(), n)).collect(),
+    let written = timeout(CLIENT_TIMEOUT, api::write_response(&mut stream, &response))
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("client did not read the answer within {CLIENT_TIMEOUT:?}")));
+    if let Err(e) = written {
+        tracing::warn!("admin request failed: {e:#}");
     }
 }

@@ -1,28 +1,29 @@
-//! `lb run`: load, attach, keep the maps in step with health checks, answer the admin socket,
-//! and detach cleanly on SIGINT/SIGTERM.
+//! `lb run`: load, attach, keep the maps in step with health checks, drains, the admin socket
+//! and the config file (SIGHUP or `lb reload`), and detach cleanly on SIGINT/SIGTERM.
 
 mod admin;
+mod checkers;
+mod explain;
+mod ops;
 mod preflight;
+mod rates;
+mod state;
+mod status;
 
-use std::{
-    collections::HashMap,
-    net::SocketAddr,
-    path::PathBuf,
-    sync::{Arc, Mutex},
-};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use tokio::{
     signal::unix::{SignalKind, signal},
-    sync::mpsc,
+    time::MissedTickBehavior,
 };
 
 use crate::{
-    balancer::{Balancer, InitialHealth},
+    balancer::{Balancer, InitialHealth, LiveError},
     config::Config,
     dataplane::{Dataplane, XdpModeArg},
-    health::{self, Health},
 };
+use state::{Daemon, TICK};
 
 pub struct RunArgs {
     pub config: PathBuf,
@@ -46,51 +47,42 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         socket = %args.admin_socket.display(),
         "attached; backends enter service as their health checks pass"
     );
-
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    let health_status: health::StatusTable = Arc::new(Mutex::new(HashMap::new()));
-    let mut checkers = Vec::new();
-    for svc in &config.services {
-        for b in &svc.backends {
-            let backend = SocketAddr::new(b.address, b.port);
-            let target = health::check_target(backend, &svc.health);
-            checkers.push(health::spawn_checker(
-                svc.name.clone(),
-                backend,
-                target,
-                svc.health.clone(),
-                events_tx.clone(),
-                health_status.clone(),
-            ));
-        }
-    }
+    let socket = args.admin_socket.clone();
+    let mut daemon = Daemon::start(balancer, args).await?;
 
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let result = loop {
         tokio::select! {
-            Some(ev) = events.recv() => {
-                let up = ev.health == Health::Up;
-                match balancer.set_health(&ev.service, ev.backend, up) {
-                    Ok(_) => tracing::info!(service = %ev.service, backend = %ev.backend,
-                        state = if up { "up" } else { "down" }, detail = %ev.detail, "backend health changed"),
-                    Err(e) => break Err(anyhow::Error::new(e).context("updating the in-service list")),
+            Some(ev) = daemon.events.recv() => {
+                if let Err(e) = daemon.on_health(ev) {
+                    break Err(anyhow::Error::new(e).context("updating the in-service list"));
                 }
             }
             conn = listener.accept() => {
                 if let Ok((stream, _)) = conn {
-                    admin::serve(stream, &balancer, &health_status, &args).await;
+                    admin::serve(stream, &mut daemon).await;
                 }
             }
+            _ = tick.tick() => match daemon.tick().await {
+                Err(LiveError::Dataplane(e)) => break Err(anyhow::Error::new(e).context("finishing drains")),
+                Err(e) => tracing::warn!("finishing a drain failed: {e:#}"),
+                Ok(()) => {}
+            },
+            _ = sighup.recv() => match daemon.reload().await {
+                Ok(lines) if lines.is_empty() => tracing::info!("reload: nothing changed"),
+                Ok(_) => tracing::info!("reload done"),
+                Err(e) => tracing::error!("{e:#}"),
+            },
             _ = sigint.recv() => break Ok(()),
             _ = sigterm.recv() => break Ok(()),
         }
     };
-    for c in checkers {
-        c.abort();
-    }
-    balancer.dataplane_mut().detach_all();
-    let _ = std::fs::remove_file(&args.admin_socket);
+    daemon.shutdown().await;
+    let _ = std::fs::remove_file(&socket);
     tracing::info!("detached; exiting");
     result
 }

@@ -4,11 +4,13 @@
 mod attach;
 mod counters;
 mod filter;
+mod live;
 mod lookup_memory;
 mod maps;
 
 pub use attach::{XdpModeArg, ifindex};
 pub use counters::Counters;
+pub use live::SessionCounts;
 
 use aya::{
     Ebpf, EbpfLoader,

@@ -20,7 +20,9 @@ use crate::config::HealthConfig;
 ///   in every `HealthEvent` and keys its entry `(service, backend)` in `status`.
 /// - `target` is the address probed, i.e. `check_target(backend, &cfg)`.
 ///
-/// The backend starts Down (`HealthState::new`: up at its first success). The first probe runs
+/// The backend starts in `initial`: Down as `HealthState::new` (up at its first success), or
+/// Up as `HealthState::initial_up` (a backend already serving whose checker restarts, e.g. with
+/// new settings after a reload). The first probe runs
 /// at once, then one every `cfg.interval`; a probe lasts at most `cfg.timeout` (< interval) and
 /// probes of one backend never overlap. An event is sent the moment a probe completes a rise or
 /// fall streak, so a dead backend leaves service within one interval of its `fall`-th failure.
@@ -30,10 +32,11 @@ pub fn spawn_checker(
     backend: SocketAddr,
     target: SocketAddr,
     cfg: HealthConfig,
+    initial: Health,
     events: UnboundedSender<HealthEvent>,
     status: StatusTable,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(service, backend, target, cfg, events, status))
+    tokio::spawn(run(service, backend, target, cfg, initial, events, status))
 }
 
 async fn run(
@@ -41,11 +44,15 @@ async fn run(
     backend: SocketAddr,
     target: SocketAddr,
     cfg: HealthConfig,
+    initial: Health,
     events: UnboundedSender<HealthEvent>,
     status: StatusTable,
 ) {
     let key = (service, backend);
-    let mut state = HealthState::new(cfg.rise, cfg.fall);
+    let mut state = match initial {
+        Health::Down => HealthState::new(cfg.rise, cfg.fall),
+        Health::Up => HealthState::initial_up(cfg.rise, cfg.fall),
+    };
     let mut checks = 0u64;
     publish(&status, &key, state.health(), None, checks);
 
@@ -154,6 +161,7 @@ mod tests {
             backend,
             target,
             cfg(interval, 40, 2, 3),
+            Health::Down,
             tx,
             status.clone(),
         );
@@ -210,6 +218,7 @@ mod tests {
             target,
             target,
             cfg(20, 10, 1, 1),
+            Health::Down,
             tx,
             status.clone(),
         );
@@ -251,7 +260,7 @@ mod tests {
         c.path = Some("/".into());
         let status: StatusTable = Arc::new(Mutex::new(HashMap::new()));
         let (tx, _rx) = mpsc::unbounded_channel();
-        let task = spawn_checker("web".into(), target, target, c, tx, status.clone());
+        let task = spawn_checker("web".into(), target, target, c, Health::Down, tx, status.clone());
         tokio::time::sleep(Duration::from_millis(450)).await;
         task.abort();
         let checks = status
@@ -277,7 +286,7 @@ mod tests {
         let status: StatusTable = Arc::new(Mutex::new(HashMap::new()));
         let (tx, rx) = mpsc::unbounded_channel();
         drop(rx);
-        let task = spawn_checker("web".into(), target, target, cfg(20, 10, 1, 1), tx, status);
+        let task = spawn_checker("web".into(), target, target, cfg(20, 10, 1, 1), Health::Down, tx, status);
         tokio::time::timeout(BOUND, task)
             .await
             .expect("task ended")

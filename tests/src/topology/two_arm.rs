@@ -12,8 +12,9 @@ use super::setup::{
     configure, fill_neighbours, prepare_host, prepare_router, subnet_addr, veth_pair,
 };
 use super::switch::{Switch, port_name};
-use crate::netns::Netns;
+use crate::netns::{Netns, format_mac};
 use anyhow::{Result, bail};
+use std::net::Ipv4Addr;
 
 /// Third octet of the client-side subnet (10.200.2.0/24, fd00:200:2::/64).
 pub const CLIENT_NET: u8 = 2;
@@ -118,6 +119,20 @@ impl TwoArm {
     /// The peer of arm1 (its switch port): frames redirected out arm1 arrive there.
     pub fn arm1_peer(&self) -> (&Netns, &str) {
         (&self.switch.ns, "p-lb")
+    }
+
+    /// Gives the client another IPv4 address, 10.200.2.`host`, and the lb a neighbour entry for
+    /// it (its replies are forwarded by XDP, which needs one). Connect from it with
+    /// `client::TcpSession::connect_from`.
+    pub fn add_client_address(&self, host: u8) -> Result<Ipv4Addr> {
+        let ((addr, len), _) = subnet_addr(CLIENT_NET, u16::from(host))?;
+        if addr == self.client.v4() || addr == self.lb_arm0().v4() {
+            bail!("{addr} is already the client's or the lb's");
+        }
+        self.client.ns.ip(&["addr", "add", &format!("{addr}/{len}"), "dev", DEV])?;
+        let mac = format_mac(&self.client.mac());
+        self.lb.ns.ip(&["neigh", "replace", &addr.to_string(), "lladdr", &mac, "nud", "permanent", "dev", ARM0])?;
+        Ok(addr)
     }
 
     /// Every host (client, lb, backends; not the switch).

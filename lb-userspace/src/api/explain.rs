@@ -1,0 +1,76 @@
+//! What `lb explain` shows: the path the data plane takes for one flow.
+
+use std::{fmt::Write, net::SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExplainReport {
+    pub service: String,
+    /// "client -> vip:port proto".
+    pub flow: String,
+    pub hash_key: String,
+    pub hash: u32,
+    pub slot: u32,
+    pub table_size: u32,
+    /// The live LOOKUP bank (0 or 1).
+    pub table_bank: u32,
+    pub slot_backend: SlotReport,
+    /// Set when the slot's backend is down: index into the in-service list.
+    pub second_choice_index: Option<u32>,
+    pub session: Option<SessionReport>,
+    /// Where the flow's next packet goes (None: dropped, no backend in service).
+    pub backend: Option<SocketAddr>,
+    /// How it was chosen: "session", "table slot", "second choice" or "none".
+    pub chosen_by: String,
+}
+
+/// The backend a table slot names.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SlotReport {
+    pub id: u32,
+    /// None: the id is not a backend of this service (any more).
+    pub address: Option<SocketAddr>,
+    /// "up", "down", "up, draining", ...
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionReport {
+    pub backend_id: u32,
+    pub generation: u32,
+    pub address: Option<SocketAddr>,
+    /// Whether the recorded backend still takes the flow (up, same generation).
+    pub usable: bool,
+}
+
+/// The human-readable form of `lb explain`.
+pub fn render_explain(r: &ExplainReport) -> String {
+    let addr = |a: Option<SocketAddr>| a.map_or_else(|| "-".to_string(), |a| a.to_string());
+    let mut out = String::new();
+    let _ = writeln!(out, "service {}: {} (hash_key {})", r.service, r.flow, r.hash_key);
+    let _ = writeln!(out, "  hash        {:#010x}", r.hash);
+    let _ = writeln!(out, "  slot        {} of {} (table bank {})", r.slot, r.table_size, r.table_bank);
+    let s = &r.slot_backend;
+    let _ = writeln!(out, "  slot names  backend {} {} ({})", s.id, addr(s.address), s.state);
+    if let Some(i) = r.second_choice_index {
+        let _ = writeln!(out, "  second choice: in-service list entry {i}");
+    }
+    match &r.session {
+        Some(s) => {
+            let usable = if s.usable { "usable" } else { "stale: will be re-chosen" };
+            let _ = writeln!(
+                out,
+                "  session     backend {} {} generation {} ({usable})",
+                s.backend_id,
+                addr(s.address),
+                s.generation
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  session     none (a new flow)");
+        }
+    }
+    let _ = writeln!(out, "  goes to     {} (by {})", addr(r.backend), r.chosen_by);
+    out
+}

@@ -1,0 +1,117 @@
+//! Draining: a backend leaves the table and the in-service list (no new flows) but keeps its
+//! UP flag, so its sessions go on; it is removed once no session uses it, it goes down, or its
+//! timeout passes.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use super::{Balancer, Drain, LiveError, publish};
+use crate::dataplane::SessionCounts;
+
+/// How long a drain may last when the operator gives no `--timeout`.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl Balancer {
+    /// Stops new flows to a backend while its sessions go on: out of the table and the
+    /// in-service list, UP flag kept; `finish_drains` removes it. Draining a draining backend
+    /// restarts its clock with `timeout`.
+    pub fn drain(&mut self, service: &str, addr: SocketAddr, timeout: Duration, now: Instant) -> Result<Vec<String>, LiveError> {
+        let (i, j) = self.locate(service, addr)?;
+        let done = format!(
+            "service {service}: backend {addr} draining: no new flows; removed once no session \
+             uses it, at the latest in {} s",
+            timeout.as_secs()
+        );
+        let prev = &self.services[i];
+        if prev.backends[j].drain.is_some() {
+            // Already out of the table: only the clock changes, no map write.
+            self.services[i].backends[j].drain = Some(Drain { since: now, timeout });
+            return Ok(vec![done]);
+        }
+        if !prev.backends.iter().enumerate().any(|(k, b)| k != j && b.in_table()) {
+            return Err(LiveError::Refused(format!(
+                "backend {addr} is the last backend of service {service:?} that takes new flows: \
+                 add another (`lb backend add`) or undrain one first, or remove the service"
+            )));
+        }
+        let mut next = prev.clone();
+        next.backends[j].drain = Some(Drain { since: now, timeout });
+        publish::publish(&mut self.dp, Some(prev), &mut next)?;
+        self.services[i] = next;
+        Ok(vec![done])
+    }
+
+    /// Puts a draining backend back into the table (and the in-service list if it is up).
+    pub fn undrain(&mut self, service: &str, addr: SocketAddr) -> Result<Vec<String>, LiveError> {
+        let (i, j) = self.locate(service, addr)?;
+        let prev = &self.services[i];
+        if prev.backends[j].drain.is_none() {
+            return Err(LiveError::Refused(format!(
+                "backend {addr} of service {service:?} is not draining: nothing to undrain"
+            )));
+        }
+        let mut next = prev.clone();
+        next.backends[j].drain = None;
+        publish::publish(&mut self.dp, Some(prev), &mut next)?;
+        self.services[i] = next;
+        Ok(vec![format!("service {service}: backend {addr} takes new flows again")])
+    }
+
+    /// How often draining backends' sessions should be counted: the shortest health interval
+    /// of a service with a draining backend; None while nothing drains.
+    pub fn drain_scan_interval(&self) -> Option<Duration> {
+        self.services
+            .iter()
+            .filter(|s| s.backends.iter().any(|b| b.drain.is_some()))
+            .map(|s| s.config.health.interval)
+            .min()
+    }
+
+    /// Removes every draining backend that is down, whose timeout has passed at `now`, or,
+    /// given fresh session counts, that no session record names any more (its id and
+    /// generation).
+    pub fn finish_drains(&mut self, now: Instant, sessions: Option<&SessionCounts>) -> Result<Vec<String>, LiveError> {
+        let mut done = Vec::new();
+        for svc in &self.services {
+            for b in &svc.backends {
+                let Some(d) = b.drain else { continue };
+                let left = sessions.map(|c| c.get(&(b.id, b.generation)).copied().unwrap_or(0));
+                let why = if !b.up {
+                    // Its UP flag is down: every session it had is re-chosen anyway.
+                    "it is down, so no session can use it".to_string()
+                } else if left == Some(0) {
+                    "no session uses it any more".to_string()
+                } else if now >= d.since + d.timeout {
+                    let left = left.map(|n| format!(", {n} session(s) left")).unwrap_or_default();
+                    format!("drain timeout of {} s passed{left}", d.timeout.as_secs())
+                } else {
+                    continue;
+                };
+                done.push((svc.config.name.clone(), b.addr, why));
+            }
+        }
+        let mut lines = Vec::new();
+        for (service, addr, why) in done {
+            self.remove_backend(&service, addr)?;
+            lines.push(format!("service {service}: drained backend {addr} removed: {why}"));
+        }
+        Ok(lines)
+    }
+
+    /// Indexes of a backend: its service in `services`, itself in the service's backends.
+    fn locate(&self, service: &str, addr: SocketAddr) -> Result<(usize, usize), LiveError> {
+        let i = self
+            .services
+            .iter()
+            .position(|s| s.config.name == service)
+            .ok_or_else(|| LiveError::UnknownService(service.to_string()))?;
+        let j = self.services[i]
+            .backends
+            .iter()
+            .position(|b| b.addr == addr)
+            .ok_or_else(|| LiveError::UnknownBackend { service: service.to_string(), backend: addr })?;
+        Ok((i, j))
+    }
+}

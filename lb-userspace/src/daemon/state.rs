@@ -1,0 +1,116 @@
+//! What `lb run` holds while it runs, and the reactions that keep the maps in step with health
+//! checks, drains and the config file.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+use super::{RunArgs, checkers::Checkers, preflight, rates::RateMeter};
+use crate::{
+    balancer::{Balancer, LiveError},
+    config::Config,
+    dataplane::DataplaneError,
+    health::{Health, HealthEvent, StatusTable},
+};
+
+/// How often counters are sampled for rates, drain timeouts checked.
+pub(super) const TICK: Duration = Duration::from_secs(1);
+
+pub(super) struct Daemon {
+    pub balancer: Balancer,
+    pub args: RunArgs,
+    pub events: UnboundedReceiver<HealthEvent>,
+    pub health: StatusTable,
+    pub rates: RateMeter,
+    checkers: Checkers,
+    last_drain_scan: Instant,
+}
+
+impl Daemon {
+    /// Starts a health checker for every backend.
+    pub async fn start(balancer: Balancer, args: RunArgs) -> Result<Daemon, DataplaneError> {
+        let (events_tx, events) = unbounded_channel();
+        let health = StatusTable::default();
+        let mut daemon = Daemon {
+            balancer,
+            args,
+            events,
+            checkers: Checkers::new(events_tx, health.clone()),
+            health,
+            rates: RateMeter::default(),
+            last_drain_scan: Instant::now(),
+        };
+        daemon.sync_checkers().await?;
+        Ok(daemon)
+    }
+
+    pub fn on_health(&mut self, ev: HealthEvent) -> Result<(), DataplaneError> {
+        let up = ev.health == Health::Up;
+        if self.balancer.set_health(&ev.service, ev.backend, up)? {
+            tracing::info!(service = %ev.service, backend = %ev.backend,
+                state = if up { "up" } else { "down" }, detail = %ev.detail, "backend health changed");
+        }
+        Ok(())
+    }
+
+    /// After a change: one checker per backend again.
+    pub async fn sync_checkers(&mut self) -> Result<(), DataplaneError> {
+        if self.checkers.stop_stale(&self.balancer).await > 0 {
+            // Their last events may still be queued: apply them now, so that a restarted
+            // checker starts from the health the balancer holds.
+            while let Ok(ev) = self.events.try_recv() {
+                self.on_health(ev)?;
+            }
+        }
+        self.checkers.start_missing(&self.balancer);
+        Ok(())
+    }
+
+    /// Logs and follows up a change the operator made: its lines, then the checkers.
+    pub async fn changed(&mut self, lines: &[String]) -> Result<(), DataplaneError> {
+        for l in lines {
+            tracing::info!("{l}");
+        }
+        self.sync_checkers().await
+    }
+
+    /// Samples rates; removes drained backends whose sessions are gone (counted every health
+    /// interval of their service) or whose drain timed out.
+    pub async fn tick(&mut self) -> Result<(), LiveError> {
+        let now = Instant::now();
+        self.rates.sample(&self.balancer, now);
+        let Some(every) = self.balancer.drain_scan_interval() else {
+            return Ok(());
+        };
+        let sessions = (now >= self.last_drain_scan + every).then(|| {
+            self.last_drain_scan = now;
+            self.balancer.dataplane().session_counts()
+        });
+        let lines = self.balancer.finish_drains(now, sessions.as_ref())?;
+        if !lines.is_empty() {
+            self.changed(&lines).await?;
+        }
+        Ok(())
+    }
+
+    /// Re-reads the config file and makes the running state equal it. An invalid file (or
+    /// one this host cannot serve) changes nothing.
+    pub async fn reload(&mut self) -> anyhow::Result<Vec<String>> {
+        const REFUSED: &str = "reload refused, nothing changed";
+        let config = Config::load(&self.args.config).context(REFUSED)?;
+        preflight::check(&self.args.interfaces, &config).context(REFUSED)?;
+        let lines = self.balancer.reconcile(&config).map_err(|e| match e {
+            LiveError::Dataplane(_) => anyhow::Error::new(e),
+            refused => anyhow::Error::new(refused).context(REFUSED),
+        })?;
+        self.changed(&lines).await?;
+        Ok(lines)
+    }
+
+    /// Stops the checkers and detaches the program.
+    pub async fn shutdown(&mut self) {
+        self.checkers.stop_all().await;
+        self.balancer.dataplane_mut().detach_all();
+    }
+}
