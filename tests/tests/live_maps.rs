@@ -59,9 +59,14 @@ fn load(bed: &Bed) -> Result<Balancer> {
     Ok(Balancer::new(dp, &Config::parse(CONFIG)?, InitialHealth::Up)?)
 }
 
-/// New TCP flows to `vip` from the client, source ports from `first_port` on.
+/// New TCP flows (SYNs) to `vip` from the client, source ports from `first_port` on.
 fn flows(vip: &str, first_port: u16, n: u16) -> Vec<Frame> {
     (0..n).map(|i| Frame::syn(&format!("{CLIENT}:{}", first_port + i), vip)).collect()
+}
+
+/// Data packets (ACKs) of TCP flows to `vip`: unlike SYNs, they follow their session record.
+fn established_flows(vip: &str, first_port: u16, n: u16) -> Vec<Frame> {
+    flows(vip, first_port, n).into_iter().map(|f| f.later(b"data")).collect()
 }
 
 /// Runs every frame through the program after asking `explain` where it will go, and fails on
@@ -70,7 +75,7 @@ fn send(lb: &mut Balancer, bed: &Bed, frames: &[Frame]) -> Result<Vec<Option<IpA
     frames
         .iter()
         .map(|f| {
-            let predicted = lb.explain(&f.flow_key())?.and_then(|ex| ex.backend).map(|b| b.addr.ip());
+            let predicted = lb.explain_packet(&f.flow_key(), f.is_syn())?.and_then(|ex| ex.backend).map(|b| b.addr.ip());
             let run = test_run(lb, bed.a0.ifindex, &f.bytes())?;
             let got = match run.verdict {
                 XDP_TX => Some(bed.neighbour_by_mac(run.output[..6].try_into()?).context("destination MAC of no neighbour")?),
@@ -139,7 +144,7 @@ fn changes_land_in_the_maps_and_established_flows_keep_their_backend() -> Result
     let mut lb = load(&bed)?;
     check_maps(&lb, "web")?;
 
-    let established = flows(WEB, 40000, 300);
+    let established = established_flows(WEB, 40000, 300);
     let first = send(&mut lb, &bed, &established)?;
     ensure!(count(&first, "10.200.10.11") > 50 && count(&first, "10.200.10.12") > 50, "poor spread: {first:?}");
     let sticky = |lb: &mut Balancer, what: &str| -> Result<()> {
@@ -350,7 +355,7 @@ fn reconcile_writes_only_the_services_that_changed() -> Result<()> {
     let _inside = bed.ns.enter()?;
     let mut lb = load(&bed)?;
     ensure!(lb.reconcile(&Config::parse(CONFIG)?)?.is_empty(), "the same config changed something");
-    let established = flows(WEB, 40000, 100);
+    let established = established_flows(WEB, 40000, 100);
     let first = send(&mut lb, &bed, &established)?;
     let web_before = snapshot_service(&lb, "web")?;
     let other_bank = service(&lb, "other").info.lookup_bank;
