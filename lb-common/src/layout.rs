@@ -85,6 +85,10 @@ pub struct Backend {
     pub generation: u32,
 }
 
+/// The flow's client sent a TCP FIN or RST: the connection is ending. Its packets still go to
+/// the recorded backend, but it no longer counts as active (a draining backend may leave).
+pub const SESSION_F_CLOSING: u32 = 1 << 0;
+
 /// SESSIONS value: the backend a flow was sent to.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -92,6 +96,14 @@ pub struct Session {
     pub backend_id: u32,
     /// `Backend::generation` when the session was recorded.
     pub generation: u32,
+    /// SESSION_F_* bits.
+    pub flags: u32,
+}
+
+impl Session {
+    pub const fn is_closing(&self) -> bool {
+        self.flags & SESSION_F_CLOSING != 0
+    }
 }
 
 /// NAT_REVERSE value, keyed by the reply's five-tuple (backend -> client): the service address
@@ -204,7 +216,7 @@ mod tests {
         assert_eq!(size_of::<ServiceKey>(), 20);
         assert_eq!(size_of::<ServiceInfo>(), 24);
         assert_eq!(size_of::<Backend>(), 24);
-        assert_eq!(size_of::<Session>(), 8);
+        assert_eq!(size_of::<Session>(), 12);
         assert_eq!(size_of::<NatReverse>(), 24);
         assert_eq!(size_of::<TrafficCounters>(), 24);
         assert_eq!(size_of::<CachedRoute>(), 32);

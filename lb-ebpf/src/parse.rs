@@ -17,7 +17,9 @@ const ETH_P_IPV6: u16 = wire16(0x86DD);
 const ETH_P_8021Q: u16 = wire16(0x8100);
 const VLAN_TAG_LEN: usize = 4;
 /// TCP flag bits (byte 13 of the header).
+const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
 const TCP_ACK: u8 = 0x10;
 const IPPROTO_ICMPV6: u8 = 58;
 /// More-fragments flag and fragment offset of the IPv4 `frags` field, in wire order.
@@ -36,8 +38,22 @@ pub struct Packet {
     pub l4: usize,
     /// Frame length in bytes, for the traffic counters.
     pub len: u64,
+    /// TCP flags byte (0 for UDP).
+    pub tcp_flags: u8,
+}
+
+impl Packet {
     /// A TCP SYN without ACK: the first packet of a connection, so no session can be wanted.
-    pub tcp_syn: bool,
+    #[inline(always)]
+    pub fn opens_connection(&self) -> bool {
+        self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+    }
+
+    /// A TCP FIN or RST: the client is ending the connection.
+    #[inline(always)]
+    pub fn ends_connection(&self) -> bool {
+        self.tcp_flags & (TCP_FIN | TCP_RST) != 0
+    }
 }
 
 #[inline(always)]
@@ -60,8 +76,8 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Outcome> {
     } else {
         return Err(Outcome::PassNotIp);
     };
-    let tcp_syn = parse_ports(ctx, l4, ip_end, &mut flow)?;
-    Ok(Packet { flow, l3, l4, len, tcp_syn })
+    let tcp_flags = parse_ports(ctx, l4, ip_end, &mut flow)?;
+    Ok(Packet { flow, l3, l4, len, tcp_flags })
 }
 
 /// Returns the offsets of the L4 header and of the end of the IP packet (Ethernet padding may
@@ -126,9 +142,9 @@ fn words(a: [u8; 16]) -> [u32; 4] {
     ]
 }
 
-/// Fills the ports; returns whether the packet is a TCP SYN without ACK.
+/// Fills the ports; returns the TCP flags (0 for UDP).
 #[inline(always)]
-fn parse_ports(ctx: &XdpContext, l4: usize, ip_end: usize, flow: &mut FlowKey) -> Result<bool, Outcome> {
+fn parse_ports(ctx: &XdpContext, l4: usize, ip_end: usize, flow: &mut FlowKey) -> Result<u8, Outcome> {
     if flow.proto == PROTO_TCP {
         let tcp: *const TcpHdr = ptr_at(ctx, l4).ok_or(Outcome::PassMalformed)?;
         let tcp = unsafe { &*tcp };
@@ -140,8 +156,7 @@ fn parse_ports(ctx: &XdpContext, l4: usize, ip_end: usize, flow: &mut FlowKey) -
         }
         flow.src_port = raw16(tcp.source);
         flow.dst_port = raw16(tcp.dest);
-        let flags = unsafe { *bytes.add(13) };
-        return Ok(flags & (TCP_SYN | TCP_ACK) == TCP_SYN);
+        return Ok(unsafe { *bytes.add(13) });
     } else {
         let udp: *const UdpHdr = ptr_at(ctx, l4).ok_or(Outcome::PassMalformed)?;
         let udp = unsafe { &*udp };
@@ -152,5 +167,5 @@ fn parse_ports(ctx: &XdpContext, l4: usize, ip_end: usize, flow: &mut FlowKey) -
         flow.src_port = raw16(udp.src);
         flow.dst_port = raw16(udp.dst);
     }
-    Ok(false)
+    Ok(0)
 }

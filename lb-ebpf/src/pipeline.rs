@@ -28,7 +28,7 @@ fn run(ctx: &XdpContext) -> Outcome {
     };
     // A SYN opens a connection: whatever an old record says, it is chosen afresh (as Katran
     // does), which spares new connections the session lookup.
-    let known = if pkt.tcp_syn { Lookup::Miss } else { session::lookup(&pkt.flow) };
+    let known = if pkt.opens_connection() { Lookup::Miss } else { session::lookup(&pkt.flow) };
     let (backend_id, backend, new_session) = match known {
         Lookup::Hit(id, backend) => (id, backend, false),
         known => {
@@ -57,6 +57,9 @@ fn run(ctx: &XdpContext) -> Outcome {
         if nat {
             session::record_nat_reverse(&pkt.flow, &backend, svc.id);
         }
+    }
+    if pkt.ends_connection() {
+        session::mark_closing(&pkt.flow);
     }
     if nat && forward::rewrite(ctx, &mut pkt, Endpoint::Dst, &backend.addr, backend.port).is_err() {
         return Outcome::PassMalformed;

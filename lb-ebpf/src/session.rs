@@ -1,7 +1,7 @@
 //! Step 3: session forwarding records. A known flow keeps its backend across table changes as
 //! long as that backend is up; NAT sessions also leave a reverse record for the replies.
 
-use lb_common::{BACKEND_F_UP, Backend, FlowKey, NatReverse, Session};
+use lb_common::{BACKEND_F_UP, Backend, FlowKey, NatReverse, SESSION_F_CLOSING, Session};
 
 use crate::{
     maps::{BACKENDS, NAT_REVERSE, SESSIONS},
@@ -40,9 +40,21 @@ pub fn usable_backend(id: u32) -> Option<Backend> {
 
 #[inline(always)]
 pub fn record(flow: &FlowKey, backend_id: u32, backend: &Backend) {
-    let session = Session { backend_id, generation: backend.generation };
+    let session = Session { backend_id, generation: backend.generation, flags: 0 };
     // A full LRU evicts its oldest record; there is nothing better to do on failure.
     let _ = SESSIONS.insert(flow, &session, 0);
+}
+
+/// Marks the flow's record as closing (once: later FINs and RSTs find it marked).
+#[inline(always)]
+pub fn mark_closing(flow: &FlowKey) {
+    if let Some(session) = SESSIONS.get_ptr_mut(flow) {
+        unsafe {
+            if (*session).flags & SESSION_F_CLOSING == 0 {
+                (*session).flags |= SESSION_F_CLOSING;
+            }
+        }
+    }
 }
 
 /// Remember how to turn the backend's replies back into VIP:port replies.

@@ -155,15 +155,16 @@ fn backends_added_removed_reweighted_and_drained_under_load() -> Result<()> {
     clock.lap("(c) backend1 weight 5");
 
     // (d) Drain backend2: no new connections, its open ones keep working; once they are closed
-    // it is removed (session records outlive closed flows in the kernel, so by the timeout).
+    // (the clients' FINs mark their session records closing) it is removed, long before the
+    // drain timeout.
     let (mut drained, rest): (Vec<_>, Vec<_>) = sessions.into_iter().partition(|s| s.name() == "backend2");
     sessions = rest;
     ensure!(!drained.is_empty(), "no connection on backend2 to drain");
-    let out = lb.cli(&["backend", "drain", "web", &b(&topo, 2), "--timeout", "15"])?;
+    let out = lb.cli(&["backend", "drain", "web", &b(&topo, 2), "--timeout", "600"])?;
     ensure!(out.contains("draining"), "{out}");
     let s = lb.status()?;
     let b2 = backend(&s, "web", &b(&topo, 2)).context("backend2 listed while draining")?;
-    ensure!(b2["drain"]["timeout_secs"] == 15, "{b2}");
+    ensure!(b2["drain"]["timeout_secs"] == 600, "{b2}");
     ensure!(b2["active_sessions"].as_u64().unwrap_or(0) >= drained.len() as u64, "{b2}");
     let text = lb.cli(&["status"])?;
     println!("{text}");
@@ -175,10 +176,10 @@ fn backends_added_removed_reweighted_and_drained_under_load() -> Result<()> {
     alive(&mut drained, "still draining")?;
     drop(drained);
     clock.lap("(d) backend2 draining, its connections closed");
-    lb.wait_for("backend2 gone after its drain", Duration::from_secs(45), |s| backend(s, "web", &b(&topo, 2)).is_none())?;
+    lb.wait_for("backend2 gone once its connections closed", Duration::from_secs(60), |s| backend(s, "web", &b(&topo, 2)).is_none())?;
     alive(&mut sessions, "after the drain")?;
     ensure!(!ask(&topo, 80, 20)?.iter().any(|l| l == "backend2"));
-    clock.lap("(d) backend2 removed by its drain");
+    clock.lap("(d) backend2 removed: its sessions ended");
 
     // Rates come from counter deltas each second: traffic shows as new sessions per second.
     let deadline = Instant::now() + WAIT;

@@ -197,22 +197,29 @@ struct Fwd {
     events: Vec<Event>,
     /// Whether the service's and backend's new_sessions counters go up.
     new_session: bool,
+    /// Whether the session record is marked closing afterwards (the client sent FIN/RST).
+    closing: bool,
     known_bug: Option<&'static str>,
 }
 
 impl Fwd {
     /// A new flow.
     fn new() -> Fwd {
-        Fwd { pin: Pin::Any, events: Vec::new(), new_session: true, known_bug: None }
+        Fwd { pin: Pin::Any, events: Vec::new(), new_session: true, closing: false, known_bug: None }
     }
 
     /// A later packet of the flow the named fixture opened: a session hit.
     fn hit(of: &'static str) -> Fwd {
-        Fwd { pin: Pin::SameAs(of), events: Vec::new(), new_session: false, known_bug: None }
+        Fwd { pin: Pin::SameAs(of), events: Vec::new(), new_session: false, closing: false, known_bug: None }
     }
 
     fn pin(mut self, pin: Pin) -> Fwd {
         self.pin = pin;
+        self
+    }
+
+    fn closing(mut self) -> Fwd {
+        self.closing = true;
         self
     }
 
@@ -310,7 +317,7 @@ impl Ctx<'_> {
         let mut fx = Fixture::new(name, input, outcome, Expect::Frame(expected.bytes()));
         fx.events = spec.events.clone();
         fx.checks = vec![
-            Check::Session { flow: key, backend_id: backend.id },
+            Check::Session { flow: key, backend_id: backend.id, closing: spec.closing },
             Check::ServiceTraffic { service_id: svc.info.id, delta },
             Check::BackendTraffic { backend_id: backend.id, delta },
         ];
@@ -340,7 +347,7 @@ impl Ctx<'_> {
             .with_macs(self.bed.neighbour_mac(backend.ip())?, self.bed.egress_for(backend.ip())?.mac)
             .with_payload(b"reply payload");
         if let L4::Tcp { .. } = reply.l4 {
-            reply.l4 = L4::Tcp { syn: true, ack: true };
+            reply.l4 = L4::Tcp { syn: true, ack: true, fin: false };
             reply.payload.clear();
         }
         let egress = self.bed.egress_for(client.ip())?;
@@ -513,6 +520,10 @@ fn table() -> Vec<Step> {
     t.extend([
         fwd("dsr4 tcp syn", syn(40001, DSR4), Fwd::new()),
         fwd("dsr4 second packet (session hit)", Frame::ack(&format!("{CLIENT}:40001"), DSR4), Fwd::hit("dsr4 tcp syn")),
+        // A FIN marks the record closing (no longer active); the close handshake still reaches
+        // the backend.
+        fwd("dsr4 fin (session marked closing)", Frame::ack(&format!("{CLIENT}:40001"), DSR4).fin(), Fwd::hit("dsr4 tcp syn").closing()),
+        fwd("dsr4 last ack after the fin", Frame::ack(&format!("{CLIENT}:40001"), DSR4), Fwd::hit("dsr4 tcp syn").closing()),
         // IHL 6: one option word NOP NOP NOP EOL.
         fwd("dsr4 with ipv4 options (ihl 6)", syn(40003, DSR4).with_ipv4_options(&[1, 1, 1, 0]), Fwd::new()),
         fwd("dsr4 with an 802.1q tag", syn(40004, DSR4).with_vlan(100), Fwd::new()),

@@ -42,6 +42,9 @@ pub struct SessionReport {
     pub address: Option<SocketAddr>,
     /// Whether the recorded backend still takes the flow (up, same generation).
     pub usable: bool,
+    /// The client sent FIN or RST: the connection is ending.
+    #[serde(default)]
+    pub closing: bool,
 }
 
 /// The human-readable form of `lb explain`.
@@ -58,7 +61,11 @@ pub fn render_explain(r: &ExplainReport) -> String {
     }
     match &r.session {
         Some(s) => {
-            let usable = if s.usable { "usable" } else { "stale: will be re-chosen" };
+            let usable = match (s.usable, s.closing) {
+                (true, false) => "usable",
+                (true, true) => "usable, connection closing",
+                (false, _) => "stale: will be re-chosen",
+            };
             let _ = writeln!(
                 out,
                 "  session     backend {} {} generation {} ({usable})",

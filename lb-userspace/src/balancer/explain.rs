@@ -37,6 +37,8 @@ pub struct SessionView {
     pub generation: u32,
     /// Whether the recorded backend still takes the flow.
     pub usable: bool,
+    /// The client sent FIN or RST: the connection is ending (not counted as active).
+    pub closing: bool,
 }
 
 impl Balancer {
@@ -60,10 +62,10 @@ impl Balancer {
         let up = |id: u32| -> Result<bool, DataplaneError> { Ok(dp.backend(id)?.flags & BACKEND_F_UP != 0) };
 
         let session = match dp.session(flow) {
-            Some(Session { backend_id, generation }) => {
+            Some(s @ Session { backend_id, generation, .. }) => {
                 let b = dp.backend(backend_id)?;
                 let usable = b.flags & BACKEND_F_UP != 0 && b.generation == generation;
-                Some(SessionView { backend_id, generation, usable })
+                Some(SessionView { backend_id, generation, usable, closing: s.is_closing() })
             }
             None => None,
         };

@@ -26,6 +26,7 @@ pub(super) fn report(svc: &ServiceState, client: SocketAddr, ex: &Explanation) -
             .find(|b| b.id == s.backend_id && b.generation == s.generation)
             .map(|b| b.addr),
         usable: s.usable,
+        closing: s.closing,
     });
     let chosen_by = match (&ex.backend, ex.session.is_some_and(|s| s.usable), ex.slot_backend_up) {
         (None, _, _) => "none: no backend in service, dropped",
