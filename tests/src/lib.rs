@@ -28,3 +28,4 @@ pub use child::ChildGuard;
 pub use netns::{Netns, NetnsGuard, list_netns};
 pub mod fib_env;
 pub mod daemon;
+pub mod table_bench;
