@@ -14,15 +14,15 @@
 //! slot's owner is the least point in the first nonempty gap at or after it. One pass over the
 //! points and one backward pass over the slots, O(points + slots).
 
-use super::TableBackend;
 use super::name_hash::{mix, name_hash};
+use super::{NO_BACKEND, TableBackend};
 
 const POINT_SEED: u64 = 0x7269_6E67_706F_696E; // "ringpoin"
 /// Odd, so `i * GOLDEN` differs for every point index before mixing.
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 const POSITION_BITS: u32 = 48;
 const RANK_BITS: u32 = 64 - POSITION_BITS;
-/// Marks a gap without points; no point has it, as the largest rank is never used.
+/// Marks a gap without points. Greater than every point, whose rank is never the largest.
 const NO_POINT: Point = Point(u64::MAX);
 
 /// A point packed into one u64 so that integer order is ring order: the position in the high
@@ -71,14 +71,10 @@ pub(super) fn build(backends: &[&TableBackend], points_per_weight: u32, size: u3
         }
     }
     // Past the last gap the ring wraps round to the least point of all.
-    let Some(mut owner) = first_in_gap
-        .iter()
-        .copied()
-        .filter(|&p| p != NO_POINT)
-        .min()
-    else {
-        return vec![0; size as usize];
-    };
+    let mut owner = first_in_gap.iter().copied().min().unwrap_or(NO_POINT);
+    if owner == NO_POINT {
+        return vec![NO_BACKEND; size as usize];
+    }
     let mut table = vec![0u32; size as usize];
     for (slot, least) in first_in_gap.iter().enumerate().rev() {
         if *least != NO_POINT {

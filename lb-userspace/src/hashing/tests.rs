@@ -112,7 +112,7 @@ fn moved(before: &[u32], after: &[u32], changed: u32, flows: &[u32]) -> Moved {
     }
 }
 
-/// A table where every slot names one of `backends`.
+/// Checks that the table has `size` slots, each naming a backend of nonzero weight.
 fn assert_complete(table: &[u32], backends: &[TableBackend], size: u32) {
     assert_eq!(table.len(), size as usize);
     assert!(
@@ -203,45 +203,46 @@ fn ring_balance() {
 }
 
 /// How traffic moves when a backend is removed from the start, middle or end of the name order
-/// of `n` equal backends, and when one is added.
-fn changes(scheduler: &Scheduler, n: usize, flows: &[u32]) -> Vec<Moved> {
+/// of `n` equal backends, and when one is added; each with the share of the slots that must
+/// move (1/n for a removal, 1/(n+1) for an addition).
+fn changes(scheduler: &Scheduler, n: usize, flows: &[u32]) -> Vec<(f64, Moved)> {
     let set = equal(n);
     let full = build_table(scheduler, &set, SIZE);
-    let mut out: Vec<Moved> = [0, n / 2, n - 1]
+    let mut out: Vec<(f64, Moved)> = [0, n / 2, n - 1]
         .into_iter()
         .map(|gone| {
             let mut less = set.clone();
             let removed = less.remove(gone);
-            moved(
-                &full,
-                &build_table(scheduler, &less, SIZE),
-                removed.id,
-                flows,
-            )
+            let after = build_table(scheduler, &less, SIZE);
+            (1.0 / n as f64, moved(&full, &after, removed.id, flows))
         })
         .collect();
     let mut more = set.clone();
-    more.push(TableBackend {
+    let added = TableBackend {
         id: 7,
         weight: 1,
         name: "10.255.0.1:8080".into(),
-    });
-    out.push(moved(&full, &build_table(scheduler, &more, SIZE), 7, flows));
+    };
+    more.push(added.clone());
+    let after = build_table(scheduler, &more, SIZE);
+    out.push((1.0 / (n + 1) as f64, moved(&full, &after, added.id, flows)));
     out
 }
 
 #[test]
 fn maglev_disruption_is_near_minimal() {
-    // Only the removed (added) backend's share must move; Maglev moves at most 1% more.
+    // Only the removed (added) backend's share must move; Maglev moves at most 1% more. Over
+    // flows the bound is relative to the flows the changed backend had (has): that share
+    // differs from its slot share by sampling noise alone.
     let flows = flow_slots(SIZE);
     for n in BACKEND_COUNTS {
-        for m in changes(&Scheduler::Maglev, n, &flows) {
+        for (must, m) in changes(&Scheduler::Maglev, n, &flows) {
             println!(
                 "maglev n={n}: moved {:.4} of slots ({:.4} beyond the changed backend), {:.4} of flows ({:.4} beyond)",
                 m.slots, m.other_slots, m.flows, m.other_flows
             );
             assert!(
-                m.slots <= m.changed_slots + 0.01,
+                m.slots <= must + 0.01,
                 "n={n}: {:.4} of slots moved",
                 m.slots
             );
@@ -258,7 +259,7 @@ fn maglev_disruption_is_near_minimal() {
 fn ring_moves_only_the_changed_backends_slots() {
     let flows = flow_slots(SIZE);
     for n in BACKEND_COUNTS {
-        for m in changes(&RING, n, &flows) {
+        for (_, m) in changes(&RING, n, &flows) {
             assert_eq!((m.other_slots, m.other_flows), (0.0, 0.0), "n={n}");
             assert!(m.slots > 0.0 && m.slots == m.changed_slots, "n={n}");
         }
@@ -311,16 +312,16 @@ fn weight_zero_backends_get_no_slots() {
 }
 
 #[test]
-fn no_backend_gives_a_table_of_zeros() {
-    let zeros = vec![0; 251];
+fn no_backend_gives_a_table_of_no_backend() {
+    let empty = vec![NO_BACKEND; 251];
     for scheduler in [Scheduler::Maglev, RING] {
-        assert_eq!(build_table(&scheduler, &[], 251), zeros);
-        assert_eq!(build_table(&scheduler, &backends(3, |_| 0), 251), zeros);
+        assert_eq!(build_table(&scheduler, &[], 251), empty);
+        assert_eq!(build_table(&scheduler, &backends(3, |_| 0), 251), empty);
     }
     let no_points = Scheduler::Ring {
         points_per_weight: 0,
     };
-    assert_eq!(build_table(&no_points, &equal(3), 251), zeros);
+    assert_eq!(build_table(&no_points, &equal(3), 251), empty);
 }
 
 #[test]
