@@ -6,4 +6,5 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod hashing;
 pub mod health;

@@ -30,4 +30,5 @@ pub use child::ChildGuard;
 pub use netns::{Netns, NetnsGuard, list_netns};
 pub mod fib_env;
 pub mod daemon;
+pub mod table_bench;
 pub mod xdp_pass;

@@ -18,14 +18,12 @@ mod live;
 mod plan;
 mod publish;
 mod reconcile;
-mod table;
 
 pub use addr::{flow_key, ip_raw, service_key};
 pub use error::LiveError;
 pub use explain::{Explanation, SessionView};
 pub use drain::DEFAULT_DRAIN_TIMEOUT;
 pub use publish::{build_table, in_service_ids};
-pub use table::even_table;
 
 use std::{
     net::SocketAddr,

@@ -3,19 +3,24 @@
 
 use lb_common::{BACKEND_F_UP, Backend, SERVICE_F_NAT, ServiceInfo, port_raw};
 
-use super::{BackendState, ServiceState, even_table, ip_raw};
+use super::{BackendState, ServiceState, ip_raw};
 use crate::{
     config::{Forwarding, ServiceConfig},
     dataplane::{Dataplane, DataplaneError},
+    hashing::{self, TableBackend},
 };
 
 /// The service's server index table: slot -> backend id, over the backends that take new
-/// flows (not draining), by weight. Every table is built here, so swapping the scheme (Maglev,
-/// ring) is a change of this one call.
+/// flows (not draining), by weight, with the service's scheduler (Maglev or ring). Backends are
+/// placed by address, so a backend keeps its slots whatever id it has.
 pub fn build_table(svc: &ServiceState) -> Vec<u32> {
-    let members: Vec<(u32, u32)> =
-        svc.backends.iter().filter(|b| b.in_table()).map(|b| (b.id, b.weight)).collect();
-    even_table(&members, svc.config.table_size)
+    let members: Vec<TableBackend> = svc
+        .backends
+        .iter()
+        .filter(|b| b.in_table())
+        .map(|b| TableBackend { id: b.id, weight: b.weight, name: b.addr.to_string() })
+        .collect();
+    hashing::build_table(&svc.config.scheduler(), &members, svc.config.table_size)
 }
 
 /// The service's in-service list: backends a second choice may pick (healthy, not draining),

@@ -29,6 +29,8 @@ pub const DEFAULT_HEALTH_FALL: u32 = 3;
 /// Backend weight when the file gives none, and the largest one allowed.
 pub const DEFAULT_WEIGHT: u32 = 1;
 pub const MAX_WEIGHT: u32 = 1000;
+/// Largest `ring_points`; the default is `crate::hashing::DEFAULT_RING_POINTS`.
+pub const MAX_RING_POINTS_PER_WEIGHT: u32 = 1000;
 
 /// A validated configuration. Serializes back to the same TOML shape it was read from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -48,6 +50,9 @@ pub struct ServiceConfig {
     pub hash_key: HashKey,
     /// Slots in the server index table (a prime, at most lb_common::MAX_TABLE_SIZE).
     pub table_size: u32,
+    /// How the table's slots are given to backends; written as `scheduler` and `ring_points`.
+    #[serde(flatten)]
+    pub scheduler: SchedulerConfig,
     pub health: HealthConfig,
     #[serde(rename = "backend")]
     pub backends: Vec<BackendConfig>,
@@ -128,6 +133,34 @@ impl HashKey {
             HashKey::FiveTuple => lb_common::HASH_FIVE_TUPLE,
             HashKey::SourceIp => lb_common::HASH_SRC_ADDR,
             HashKey::SourceIpPort => lb_common::HASH_SRC_ADDR | lb_common::HASH_DST_PORT,
+        }
+    }
+}
+
+/// Which consistent-hashing scheduler fills a service's server index table; see
+/// `crate::hashing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "scheduler", rename_all = "lowercase")]
+pub enum SchedulerConfig {
+    /// Maglev: near-perfect balance, little disruption when backends change.
+    Maglev,
+    /// A ring with virtual nodes: looser balance, but a change of backends moves only the
+    /// changed backend's traffic.
+    Ring {
+        /// Points on the ring per unit of backend weight, 1..=MAX_RING_POINTS_PER_WEIGHT.
+        #[serde(rename = "ring_points")]
+        points_per_weight: u32,
+    },
+}
+
+impl ServiceConfig {
+    /// The table builder this service's table is built with.
+    pub fn scheduler(&self) -> crate::hashing::Scheduler {
+        match self.scheduler {
+            SchedulerConfig::Maglev => crate::hashing::Scheduler::Maglev,
+            SchedulerConfig::Ring { points_per_weight } => {
+                crate::hashing::Scheduler::Ring { points_per_weight }
+            }
         }
     }
 }

@@ -24,9 +24,19 @@ pub(super) struct RawService {
     pub forwarding: Option<Forwarding>,
     pub hash_key: Option<HashKey>,
     pub table_size: Option<i64>,
+    pub scheduler: Option<RawScheduler>,
+    pub ring_points: Option<i64>,
     pub health: Option<RawHealth>,
     #[serde(default)]
     pub backend: Vec<RawBackend>,
+}
+
+/// `scheduler`'s names; `ring_points` goes with `ring` and is judged by `validate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawScheduler {
+    Maglev,
+    Ring,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -48,6 +48,12 @@ fn example_file_parses() {
     assert_eq!(web.health.kind, HealthKind::Http);
     assert_eq!(web.health.path.as_deref(), Some("/healthz"));
     assert_eq!(web.backends[0].weight, 2);
+    assert_eq!(
+        cfg.services[1].scheduler,
+        SchedulerConfig::Ring {
+            points_per_weight: 100
+        }
+    );
     let v6 = &cfg.services[2];
     assert_eq!(v6.vip, ip("2001:db8::100"));
     assert_eq!(
@@ -481,4 +487,99 @@ fn error_names_the_file_when_loaded() {
         e.starts_with(&format!("{}: service[0] \"web\"", path.display())),
         "{e}"
     );
+}
+
+#[test]
+fn scheduler_defaults_to_maglev() {
+    let s = &Config::parse(WEB).expect("valid").services[0];
+    assert_eq!(s.scheduler, SchedulerConfig::Maglev);
+    assert_eq!(s.scheduler(), crate::hashing::Scheduler::Maglev);
+}
+
+#[test]
+fn ring_scheduler_and_its_points() {
+    let with = |lines: &str| WEB.replace("port = 80\n", &format!("port = 80\n{lines}\n"));
+    let ring = |text: &str| Config::parse(text).expect("valid").services[0].scheduler();
+    assert_eq!(
+        ring(&with("scheduler = \"ring\"")),
+        crate::hashing::Scheduler::Ring {
+            points_per_weight: crate::hashing::DEFAULT_RING_POINTS
+        }
+    );
+    assert_eq!(
+        ring(&with("scheduler = \"ring\"\nring_points = 50")),
+        crate::hashing::Scheduler::Ring {
+            points_per_weight: 50
+        }
+    );
+    assert_eq!(
+        ring(&with("scheduler = \"maglev\"")),
+        crate::hashing::Scheduler::Maglev
+    );
+}
+
+#[test]
+fn ring_scheduler_survives_a_round_trip() {
+    let text = WEB.replace(
+        "port = 80\n",
+        "port = 80\nscheduler = \"ring\"\nring_points = 64\n",
+    );
+    let cfg = Config::parse(&text).expect("valid");
+    let written = toml::to_string(&cfg).expect("serializable");
+    assert!(written.contains("scheduler = \"ring\""), "{written}");
+    assert!(written.contains("ring_points = 64"), "{written}");
+    assert_eq!(Config::parse(&written).expect("round trip"), cfg);
+}
+
+#[test]
+fn bad_scheduler_or_ring_points() {
+    let with = |lines: &str| WEB.replace("port = 80\n", &format!("port = 80\n{lines}\n"));
+    rejects(
+        &with("scheduler = \"random\""),
+        &["service[0].scheduler", "random", "`maglev`"],
+    );
+    rejects(
+        &with("ring_points = 50"),
+        &[
+            "service[0] \"web\"",
+            "ring_points 50 is only used by scheduler = \"ring\" (the default is \"maglev\")",
+        ],
+    );
+    rejects(
+        &with("scheduler = \"maglev\"\nring_points = 50"),
+        &["ring_points 50 is only used by scheduler = \"ring\"; remove it"],
+    );
+    rejects(
+        &with("scheduler = \"ring\"\nring_points = 0"),
+        &["service[0] \"web\": ring_points 0 must be 1..=1000"],
+    );
+    rejects(
+        &with("scheduler = \"ring\"\nring_points = 1001"),
+        &["ring_points 1001 must be 1..=1000"],
+    );
+}
+
+#[test]
+fn too_many_ring_points() {
+    // 100 backends of weight 1000 at the default 200 points each: 20 million points.
+    let mut text = WEB.replace("port = 80\n", "port = 80\nscheduler = \"ring\"\n");
+    text = text.replace("port = 8080", "port = 8080\n  weight = 1000");
+    for i in 1..100 {
+        text.push_str(&format!(
+            "  [[service.backend]]\n  address = \"10.0.2.{i}\"\n  port = 8080\n  weight = 1000\n"
+        ));
+    }
+    rejects(
+        &text,
+        &[
+            "service[0] \"web\"",
+            "ring_points 200 (the default) x total backend weight 100000 = 20000000 ring points",
+            "more than the 16777216",
+        ],
+    );
+    let given = text.replace("\"ring\"\n", "\"ring\"\nring_points = 500\n");
+    rejects(&given, &["ring_points 500 x total backend weight 100000"]);
+    // Fewer points, or weights divided down (only their ratios matter), fit.
+    assert!(Config::parse(&text.replace("\"ring\"\n", "\"ring\"\nring_points = 100\n")).is_ok());
+    assert!(Config::parse(&text.replace("weight = 1000", "weight = 10")).is_ok());
 }

@@ -8,8 +8,9 @@ use lb_common::{
     DEFAULT_TABLE_SIZE, MAX_BACKENDS, MAX_SERVICE_BACKENDS, MAX_SERVICES, MAX_TABLE_SIZE,
 };
 
-use super::schema::{RawBackend, RawConfig, RawHealth, RawService};
+use super::schema::{RawBackend, RawConfig, RawHealth, RawScheduler, RawService};
 use super::*;
+use crate::hashing::{DEFAULT_RING_POINTS, MAX_RING_POINTS};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -97,6 +98,7 @@ fn service(i: usize, rs: RawService) -> Result<ServiceConfig> {
     let forwarding = rs.forwarding.unwrap_or_default();
     let backends = backends(&at, vip, port, forwarding, rs.backend)?;
     let table_size = table_size(&at, rs.table_size, backends.len())?;
+    let scheduler = scheduler(&at, rs.scheduler, rs.ring_points, &backends)?;
     Ok(ServiceConfig {
         name: rs.name,
         vip,
@@ -105,6 +107,7 @@ fn service(i: usize, rs: RawService) -> Result<ServiceConfig> {
         forwarding,
         hash_key: rs.hash_key.unwrap_or_default(),
         table_size,
+        scheduler,
         health: health(&format!("{at}: health"), rs.health.unwrap_or_default())?,
         backends,
     })
@@ -265,6 +268,58 @@ fn table_size(at: &str, raw: Option<i64>, backends: usize) -> Result<u32> {
         ));
     }
     Ok(size as u32)
+}
+
+/// `ring_points` belongs to the ring alone, and the ring's build time grows with its points
+/// (weight x ring_points over all backends), so their total is bounded.
+fn scheduler(
+    at: &str,
+    kind: Option<RawScheduler>,
+    ring_points: Option<i64>,
+    backends: &[BackendConfig],
+) -> Result<SchedulerConfig> {
+    match (kind.unwrap_or(RawScheduler::Maglev), ring_points) {
+        (RawScheduler::Maglev, None) => Ok(SchedulerConfig::Maglev),
+        (RawScheduler::Maglev, Some(p)) => {
+            let note = if kind.is_none() {
+                " (the default is \"maglev\")"
+            } else {
+                ""
+            };
+            Err(ConfigError::invalid(
+                at,
+                format!(
+                    "ring_points {p} is only used by scheduler = \"ring\"{note}; remove it or set \
+                     scheduler = \"ring\""
+                ),
+            ))
+        }
+        (RawScheduler::Ring, p) => {
+            let per_weight: u32 = ranged(
+                at,
+                "ring_points",
+                p.unwrap_or(i64::from(DEFAULT_RING_POINTS)),
+                1,
+                i64::from(MAX_RING_POINTS_PER_WEIGHT),
+            )?;
+            let weight: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
+            let points = weight * u64::from(per_weight);
+            if points > MAX_RING_POINTS {
+                let given = if p.is_some() { "" } else { " (the default)" };
+                return Err(ConfigError::invalid(
+                    at,
+                    format!(
+                        "ring_points {per_weight}{given} x total backend weight {weight} = {points} ring \
+                         points, more than the {MAX_RING_POINTS} a table may take; lower ring_points \
+                         or the weights (only their ratios matter)"
+                    ),
+                ));
+            }
+            Ok(SchedulerConfig::Ring {
+                points_per_weight: per_weight,
+            })
+        }
+    }
 }
 
 pub(super) fn is_prime(n: i64) -> bool {
