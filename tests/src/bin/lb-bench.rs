@@ -227,6 +227,9 @@ fn main() -> Result<()> {
         println!("{:<48} {:>9.1} {:>9.0} {:>9.1} {:>8}", case.name, net, case.katran, target,
             if net <= target { "met" } else { "MISSED" });
     }
+    println!();
+    lb_tests::table_bench::print(&lb_tests::table_bench::run());
+    println!();
     table_write(bench.dp())?;
     for backends in [10, 100, 1000] {
         live_weight_change(backends)?;
