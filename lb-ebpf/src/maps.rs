@@ -45,8 +45,9 @@ pub static IN_SERVICE: Array<u32> =
 #[map]
 pub static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
 
-/// Flow (client -> VIP five-tuple) -> Session (backend id + generation). Written by this program
-/// on a flow's first packet; userspace only reads (explain, status) and clears.
+/// Flow (client -> VIP five-tuple) -> Session (backend id + generation + closing flag). Written
+/// by this program on a flow's first packet, and marked closing on the client's FIN/RST;
+/// userspace only reads (explain, status, drains) and clears. Per-CPU LRU lists.
 #[map]
 pub static SESSIONS: LruHashMap<FlowKey, Session> = LruHashMap::with_max_entries(MAX_SESSIONS, BPF_F_NO_COMMON_LRU);
 

@@ -1,5 +1,6 @@
 //! Step 3: session forwarding records. A known flow keeps its backend across table changes as
-//! long as that backend is up; NAT sessions also leave a reverse record for the replies.
+//! long as that backend is up; NAT sessions also leave a reverse record for the replies. A
+//! client's FIN/RST marks the record closing, so userspace can tell ended flows from live ones.
 
 use lb_common::{BACKEND_F_UP, Backend, FlowKey, NatReverse, SESSION_F_CLOSING, Session};
 
