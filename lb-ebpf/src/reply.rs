@@ -36,7 +36,12 @@ pub fn forward(ctx: &XdpContext, pkt: &mut Packet) -> Outcome {
 #[inline(always)]
 pub fn expect_replies_from(addr: &[u32; 4], port: u16, proto: u8) {
     if let Some(mark) = REPLY_FILTER.get_ptr_mut(filter_slot(addr, port, proto)) {
-        unsafe { *mark = 1 };
+        // Read before writing: a mark set once stays clean in every CPU's cache.
+        unsafe {
+            if *mark == 0 {
+                *mark = 1;
+            }
+        }
     }
 }
 

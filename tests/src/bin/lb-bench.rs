@@ -22,49 +22,28 @@ use lb::{
 use lb_common::{BENCH_FRAME_MAX, BenchFrame, Outcome};
 use lb_tests::{
     fib_env::{FibEnv, xdp_md},
-    lb_config::ServiceConfig,
+    lb_config::{self, ServiceConfig},
 };
 
-const CONFIG: &str = r#"
-[[service]]
-name = "dsr"
-vip = "10.200.99.1"
-port = 80
-protocol = "tcp"
-forwarding = "dsr"
-[[service.backend]]
-address = "10.200.10.11"
-port = 80
-[[service.backend]]
-address = "10.200.10.12"
-port = 80
-[[service.backend]]
-address = "10.200.10.13"
-port = 80
-
-[[service]]
-name = "nat"
-vip = "10.200.99.2"
-port = 80
-protocol = "tcp"
-forwarding = "nat"
-[[service.backend]]
-address = "10.200.10.11"
-port = 8080
-[[service.backend]]
-address = "10.200.10.12"
-port = 8080
-
-[[service]]
-name = "udp"
-vip = "10.200.99.3"
-port = 53
-protocol = "udp"
-forwarding = "dsr"
-[[service.backend]]
-address = "10.200.10.21"
-port = 53
-"#;
+/// The bench's services: service ids 0 (dsr), 1 (nat), 2 (udp) follow this order.
+fn services() -> Result<Vec<ServiceConfig>> {
+    let service = |name: &str, vip: &str, protocol: &'static str, forwarding: &'static str, port: u16, backend_port: u16, backends: &[&str]| -> Result<ServiceConfig> {
+        Ok(ServiceConfig {
+            name: name.into(),
+            vip: vip.parse()?,
+            port,
+            protocol,
+            forwarding,
+            backends: backends.iter().map(|b| b.parse()).collect::<Result<_, _>>()?,
+            backend_port,
+        })
+    };
+    Ok(vec![
+        service("dsr", "10.200.99.1", "tcp", "dsr", 80, 80, &["10.200.10.11", "10.200.10.12", "10.200.10.13"])?,
+        service("nat", "10.200.99.2", "tcp", "nat", 80, 8080, &["10.200.10.11", "10.200.10.12"])?,
+        service("udp", "10.200.99.3", "udp", "dsr", 53, 53, &["10.200.10.21"])?,
+    ])
+}
 
 /// Offset of the IPv4 source address in an untagged frame: stamped to make every run a new flow.
 const IPV4_SRC_OFFSET: u32 = 14 + 12;
@@ -168,7 +147,7 @@ fn main() -> Result<()> {
         p.load()?;
     }
     dp.allow_egress(env.a0_ifindex)?;
-    let config = Config::parse(CONFIG)?;
+    let config = Config::parse(&lb_config::render(&services()?))?;
     let balancer = Balancer::new(dp, &config, InitialHealth::Up)?;
     let mut bench = Bench { balancer, ingress: env.a0_ifindex };
 
