@@ -1,13 +1,13 @@
 //! Cheap pre-filters that spare most packets a hash-map lookup. A packet's (address, port,
 //! protocol) picks one of FILTER_SLOTS slots; only if that slot is marked can the packet belong
-//! to a service (SERVICE_FILTER, by destination) or be a NAT reply (REPLY_FILTER, by source).
+//! to a service (SERVICE_FILTER, by destination) or be a NAT reply (NAT_REPLY_FILTER, by source).
 //! A mark is a hint, never a verdict: the hash map decides. So a false positive costs one
 //! lookup, and a false negative must never happen: marks are set before the records they cover.
 
 /// Slots of both filters. 2^16 keeps false positives below 0.1% for 64 services.
 pub const FILTER_SLOTS: u32 = 1 << 16;
-/// SERVICE_FILTER is a bitmap of FILTER_SLOTS bits in u64 words (8 KiB: stays in L1).
-pub const SERVICE_FILTER_WORDS: u32 = FILTER_SLOTS / 64;
+/// Each filter is a bitmap of FILTER_SLOTS bits in u64 words (8 KiB: stays in L1).
+pub const FILTER_WORDS: u32 = FILTER_SLOTS / 64;
 
 /// The filter slot of one endpoint. Raw (wire-order) address words and port, as in FlowKey.
 #[inline(always)]
@@ -17,9 +17,9 @@ pub fn filter_slot(addr: &[u32; 4], port: u16, proto: u8) -> u32 {
     folded.wrapping_mul(0x9E37_79B1) >> 16
 }
 
-/// Word of SERVICE_FILTER holding `slot`'s bit, and the bit within it.
+/// Word of a filter bitmap holding `slot`'s bit, and the bit within it.
 #[inline(always)]
-pub fn service_filter_bit(slot: u32) -> (u32, u64) {
+pub fn filter_bit(slot: u32) -> (u32, u64) {
     (slot / 64, 1u64 << (slot % 64))
 }
 
@@ -51,8 +51,8 @@ mod tests {
 
     #[test]
     fn bit_addresses_cover_the_bitmap() {
-        assert_eq!(service_filter_bit(0), (0, 1));
-        assert_eq!(service_filter_bit(65), (1, 2));
-        assert_eq!(service_filter_bit(FILTER_SLOTS - 1), (SERVICE_FILTER_WORDS - 1, 1 << 63));
+        assert_eq!(filter_bit(0), (0, 1));
+        assert_eq!(filter_bit(65), (1, 2));
+        assert_eq!(filter_bit(FILTER_SLOTS - 1), (FILTER_WORDS - 1, 1 << 63));
     }
 }

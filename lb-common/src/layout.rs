@@ -9,7 +9,7 @@ pub const FAMILY_V6: u8 = 6;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 
-/// The five-tuple of a packet (plus family). Key of SESSIONS and NAT_REVERSE. IPv4 addresses
+/// The five-tuple of a packet (plus family). Key of SESSIONS. IPv4 addresses
 /// sit in word 0 with words 1..3 zero. Every byte, padding included, is written, because the
 /// kernel hashes all 40 bytes.
 #[repr(C)]
@@ -24,15 +24,18 @@ pub struct FlowKey {
     pub _pad: [u8; 2],
 }
 
-/// SERVICES key: where clients send traffic.
+/// One side of a connection: address, port and protocol.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct ServiceKey {
+pub struct Endpoint {
     pub addr: [u32; 4],
     pub port: u16,
     pub proto: u8,
     pub family: u8,
 }
+
+/// SERVICES key: where clients send traffic.
+pub type ServiceKey = Endpoint;
 
 /// Forward by rewriting destination address/port and un-NAT the replies (else DSR: MACs only).
 pub const SERVICE_F_NAT: u32 = 1 << 0;
@@ -106,15 +109,26 @@ impl Session {
     }
 }
 
-/// NAT_REVERSE value, keyed by the reply's five-tuple (backend -> client): the service address
-/// the reply must appear to come from.
+/// NAT services one backend endpoint may serve (NAT_REPLIES holds this many VIPs per key).
+pub const NAT_REPLY_VIPS: usize = 4;
+
+/// A service address a NAT backend's replies may have to appear to come from.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NatVip {
+    pub addr: [u32; 4],
+    pub port: u16,
+    pub _pad: u16,
+}
+
+/// NAT_REPLIES value, keyed by a backend's Endpoint: the VIPs of the NAT services it serves.
+/// A reply is rewritten to the first VIP whose session (client -> VIP) names this backend.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NatReverse {
-    pub vip: [u32; 4],
-    pub vport: u16,
-    pub _pad: u16,
-    pub service_id: u32,
+pub struct NatReplyVips {
+    /// Entries of `vips` in use, 1..=NAT_REPLY_VIPS.
+    pub count: u32,
+    pub vips: [NatVip; NAT_REPLY_VIPS],
 }
 
 /// ROUTES value (per CPU, indexed by backend id): where the last bpf_fib_lookup towards the
@@ -195,11 +209,11 @@ mod pod {
     use super::*;
     // SAFETY: all are repr(C) plain data with every bit pattern valid.
     unsafe impl aya::Pod for FlowKey {}
-    unsafe impl aya::Pod for ServiceKey {}
+    unsafe impl aya::Pod for Endpoint {}
     unsafe impl aya::Pod for ServiceInfo {}
     unsafe impl aya::Pod for Backend {}
     unsafe impl aya::Pod for Session {}
-    unsafe impl aya::Pod for NatReverse {}
+    unsafe impl aya::Pod for NatReplyVips {}
     unsafe impl aya::Pod for TrafficCounters {}
     unsafe impl aya::Pod for CachedRoute {}
     unsafe impl aya::Pod for BenchFrame {}
@@ -217,7 +231,8 @@ mod tests {
         assert_eq!(size_of::<ServiceInfo>(), 24);
         assert_eq!(size_of::<Backend>(), 24);
         assert_eq!(size_of::<Session>(), 12);
-        assert_eq!(size_of::<NatReverse>(), 24);
+        assert_eq!(size_of::<NatVip>(), 20);
+        assert_eq!(size_of::<NatReplyVips>(), 4 + 20 * NAT_REPLY_VIPS);
         assert_eq!(size_of::<TrafficCounters>(), 24);
         assert_eq!(size_of::<CachedRoute>(), 32);
     }

@@ -10,7 +10,7 @@ pub mod layout;
 pub mod limits;
 pub mod stats;
 
-pub use filter::{FILTER_SLOTS, SERVICE_FILTER_WORDS, filter_slot, service_filter_bit};
+pub use filter::{FILTER_SLOTS, FILTER_WORDS, filter_bit, filter_slot};
 pub use hash::{flow_hash, second_choice, table_slot};
 pub use layout::*;
 pub use limits::*;

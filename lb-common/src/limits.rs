@@ -13,8 +13,8 @@ pub const DEFAULT_TABLE_SIZE: u32 = 65537;
 pub const MAX_SERVICE_BACKENDS: u32 = 1024;
 /// Session forwarding records (LRU: the least recently used flow is forgotten first).
 pub const MAX_SESSIONS: u32 = 1 << 20;
-/// Reverse NAT records (LRU), one per NAT session.
-pub const MAX_NAT_REVERSE: u32 = 1 << 20;
+/// Backend endpoints of NAT services (NAT_REPLIES keys): one per backend at most.
+pub const MAX_NAT_ENDPOINTS: u32 = MAX_BACKENDS;
 /// Interfaces the program may redirect to (two-arm set-ups), indexed by ifindex.
 pub const MAX_INTERFACES: u32 = 256;
 

@@ -24,7 +24,7 @@ const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
+pub enum Side {
     Src,
     Dst,
 }
@@ -125,18 +125,18 @@ pub fn address_frame(ctx: &XdpContext, hop: &Hop) -> Result<(), ()> {
 /// Replaces one endpoint's address and port, fixing the IPv4 header checksum and the TCP/UDP
 /// checksum (whose pseudo header covers both). Keeps `pkt.flow` in step with the frame.
 #[inline(always)]
-pub fn rewrite(ctx: &XdpContext, pkt: &mut Packet, end: Endpoint, addr: &[u32; 4], port: u16) -> Result<(), ()> {
+pub fn rewrite(ctx: &XdpContext, pkt: &mut Packet, end: Side, addr: &[u32; 4], port: u16) -> Result<(), ()> {
     let v4 = pkt.flow.family == FAMILY_V4;
     let udp = pkt.flow.proto == PROTO_UDP;
     let (addr_off, port_off) = match (end, v4) {
-        (Endpoint::Src, true) => (12, 0),
-        (Endpoint::Dst, true) => (16, 2),
-        (Endpoint::Src, false) => (8, 0),
-        (Endpoint::Dst, false) => (24, 2),
+        (Side::Src, true) => (12, 0),
+        (Side::Dst, true) => (16, 2),
+        (Side::Src, false) => (8, 0),
+        (Side::Dst, false) => (24, 2),
     };
     let l4_check: *mut [u8; 2] = ptr_at(ctx, pkt.l4 + if udp { 6 } else { 16 }).ok_or(())?;
     let port_ptr: *mut [u8; 2] = ptr_at(ctx, pkt.l4 + port_off).ok_or(())?;
-    let old_addr = if end == Endpoint::Src { pkt.flow.src_addr } else { pkt.flow.dst_addr };
+    let old_addr = if end == Side::Src { pkt.flow.src_addr } else { pkt.flow.dst_addr };
     let old_port = raw16(unsafe { *port_ptr });
 
     if v4 {
@@ -169,7 +169,7 @@ pub fn rewrite(ctx: &XdpContext, pkt: &mut Packet, end: Endpoint, addr: &[u32; 4
         unsafe { *l4_check = check.to_ne_bytes() };
     }
 
-    if end == Endpoint::Src {
+    if end == Side::Src {
         pkt.flow.src_addr = *addr;
         pkt.flow.src_port = port;
     } else {

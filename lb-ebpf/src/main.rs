@@ -5,6 +5,8 @@
 #[cfg(target_arch = "bpf")]
 mod bench;
 #[cfg(target_arch = "bpf")]
+mod filter;
+#[cfg(target_arch = "bpf")]
 mod forward;
 #[cfg(target_arch = "bpf")]
 mod maps;

@@ -7,22 +7,23 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, ProgramArray},
 };
 use lb_common::{
-    Backend, CachedRoute, FILTER_SLOTS, FlowKey, SERVICE_FILTER_WORDS, MAX_BACKENDS, MAX_INTERFACES, MAX_NAT_REVERSE, MAX_SERVICE_BACKENDS,
-    MAX_SERVICES, MAX_SESSIONS, MAX_TABLE_SIZE, NatReverse, EVENT_COUNT, OUTCOME_COUNT,
-    ServiceInfo, ServiceKey, Session, TABLE_BANKS, TrafficCounters,
+    Backend, CachedRoute, EVENT_COUNT, Endpoint, FILTER_WORDS, FlowKey, MAX_BACKENDS,
+    MAX_INTERFACES, MAX_NAT_ENDPOINTS, MAX_SERVICE_BACKENDS, MAX_SERVICES, MAX_SESSIONS,
+    MAX_TABLE_SIZE, NatReplyVips, OUTCOME_COUNT, ServiceInfo, ServiceKey, Session, TABLE_BANKS,
+    TrafficCounters,
 };
 
 /// Bitmap of FILTER_SLOTS bits (u64 words): bit filter_slot(VIP, port, proto) is set for every
 /// service, so most other packets are passed without a hash lookup. Written by userspace, which
 /// sets a bit before the service's SERVICES entry and clears it after.
 #[map]
-pub static SERVICE_FILTER: Array<u64> = Array::with_max_entries(SERVICE_FILTER_WORDS, 0);
+pub static SERVICE_FILTER: Array<u64> = Array::with_max_entries(FILTER_WORDS, 0);
 
-/// filter_slot(backend addr, port, proto) -> 1 once some NAT session to that backend exists, so
-/// only packets that may be NAT replies pay for a NAT_REVERSE lookup. Written by this program
-/// (before the reverse record); never cleared, as a stale mark costs one lookup.
+/// Bitmap like SERVICE_FILTER over the Endpoints of NAT backends (NAT_REPLIES keys), tested
+/// with a packet's source, so only packets that may be NAT replies pay for the hash lookup.
+/// Written by userspace, which sets a bit before the NAT_REPLIES entry and clears it after.
 #[map]
-pub static REPLY_FILTER: Array<u32> = Array::with_max_entries(FILTER_SLOTS, 0);
+pub static NAT_REPLY_FILTER: Array<u64> = Array::with_max_entries(FILTER_WORDS, 0);
 
 /// ServiceKey (VIP, port, proto) -> ServiceInfo. Written by userspace; replaced whole to flip banks.
 #[map]
@@ -47,15 +48,17 @@ pub static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
 
 /// Flow (client -> VIP five-tuple) -> Session (backend id + generation + closing flag). Written
 /// by this program on a flow's first packet, and marked closing on the client's FIN/RST;
-/// userspace only reads (explain, status, drains) and clears. Per-CPU LRU lists.
+/// userspace only reads (explain, status, drains) and clears. NAT replies find their VIP by
+/// it. Per-CPU LRU lists.
 #[map]
 pub static SESSIONS: LruHashMap<FlowKey, Session> = LruHashMap::with_max_entries(MAX_SESSIONS, BPF_F_NO_COMMON_LRU);
 
-/// Reply five-tuple (backend -> client) -> NatReverse (VIP:port to restore). Written by this
-/// program when it records a NAT session.
+/// Endpoint of a NAT backend (address, port, protocol) -> NatReplyVips: the VIPs its replies
+/// may have to come from. Written by userspace with the backends of NAT services. The session
+/// record (client -> VIP) confirms a reply, so a NAT flow costs no second per-flow record.
 #[map]
-pub static NAT_REVERSE: LruHashMap<FlowKey, NatReverse> =
-    LruHashMap::with_max_entries(MAX_NAT_REVERSE, BPF_F_NO_COMMON_LRU);
+pub static NAT_REPLIES: HashMap<Endpoint, NatReplyVips> =
+    HashMap::with_max_entries(MAX_NAT_ENDPOINTS, 0);
 
 /// Backend id -> per-CPU CachedRoute: bpf_fib_lookup's answer towards the backend, reused for
 /// ROUTE_CACHE_NS. Written by this program only.

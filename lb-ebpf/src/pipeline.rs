@@ -4,7 +4,7 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{Event, Outcome, SERVICE_F_NAT};
 
 use crate::{
-    forward::{self, Endpoint},
+    forward::{self, Side},
     parse, reply, select, service,
     session::{self, Lookup},
     stats,
@@ -51,17 +51,15 @@ fn run(ctx: &XdpContext) -> Outcome {
         return outcome;
     }
     let nat = svc.flags & SERVICE_F_NAT != 0;
-    // Recorded before the NAT rewrite: sessions are keyed by what the client sent.
+    // Recorded before the NAT rewrite: sessions are keyed by what the client sent (the NAT
+    // reply path finds them by the same key).
     if new_session {
         session::record(&pkt.flow, backend_id, &backend);
-        if nat {
-            session::record_nat_reverse(&pkt.flow, &backend, svc.id);
-        }
     }
     if pkt.ends_connection() {
         session::mark_closing(&pkt.flow);
     }
-    if nat && forward::rewrite(ctx, &mut pkt, Endpoint::Dst, &backend.addr, backend.port).is_err() {
+    if nat && forward::rewrite(ctx, &mut pkt, Side::Dst, &backend.addr, backend.port).is_err() {
         return Outcome::PassMalformed;
     }
     if forward::address_frame(ctx, &hop).is_err() {

@@ -1,23 +1,25 @@
 //! The NAT reply path: a backend's reply to a client is rewritten to come from VIP:port.
+//!
+//! No per-flow reverse record: NAT_REPLIES names the VIPs a backend endpoint serves, and the
+//! client's session record (client -> VIP) confirms the reply belongs to a flow sent there.
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::{FlowKey, Outcome, filter_slot};
+use lb_common::{Endpoint, FlowKey, NAT_REPLY_VIPS, NatVip, Outcome};
 
 use crate::{
-    forward::{self, Endpoint},
-    maps::{NAT_REVERSE, REPLY_FILTER},
+    filter,
+    forward::{self, Side},
+    maps::{NAT_REPLIES, NAT_REPLY_FILTER},
     parse::Packet,
+    session,
 };
 
 #[inline(always)]
 pub fn forward(ctx: &XdpContext, pkt: &mut Packet) -> Outcome {
-    if !may_be_reply(&pkt.flow) {
-        return Outcome::PassNoService;
-    }
-    let Some(reverse) = (unsafe { NAT_REVERSE.get(&pkt.flow) }).copied() else {
+    let Some(vip) = vip_of_reply(&pkt.flow) else {
         return Outcome::PassNoService;
     };
-    if forward::rewrite(ctx, pkt, Endpoint::Src, &reverse.vip, reverse.vport).is_err() {
+    if forward::rewrite(ctx, pkt, Side::Src, &vip.addr, vip.port).is_err() {
         return Outcome::PassMalformed;
     }
     // Replies go to many clients: no per-destination cache, the FIB answers each one.
@@ -32,23 +34,37 @@ pub fn forward(ctx: &XdpContext, pkt: &mut Packet) -> Outcome {
     outcome
 }
 
-/// Marks the reply filter for packets from this backend endpoint; see `may_be_reply`.
+/// The VIP a packet from a NAT backend to a client must appear to come from, if it is a reply
+/// of a flow the balancer sent to that backend.
 #[inline(always)]
-pub fn expect_replies_from(addr: &[u32; 4], port: u16, proto: u8) {
-    if let Some(mark) = REPLY_FILTER.get_ptr_mut(filter_slot(addr, port, proto)) {
-        // Read before writing: a mark set once stays clean in every CPU's cache.
-        unsafe {
-            if *mark == 0 {
-                *mark = 1;
-            }
+fn vip_of_reply(reply: &FlowKey) -> Option<NatVip> {
+    if !filter::marked(&NAT_REPLY_FILTER, &reply.src_addr, reply.src_port, reply.proto) {
+        return None;
+    }
+    let backend = Endpoint {
+        addr: reply.src_addr,
+        port: reply.src_port,
+        proto: reply.proto,
+        family: reply.family,
+    };
+    let vips = unsafe { NAT_REPLIES.get(&backend) }?;
+    for i in 0..NAT_REPLY_VIPS {
+        if i as u32 >= vips.count {
+            break;
+        }
+        let vip = vips.vips[i];
+        let request = FlowKey {
+            src_addr: reply.dst_addr,
+            dst_addr: vip.addr,
+            src_port: reply.dst_port,
+            dst_port: vip.port,
+            proto: reply.proto,
+            family: reply.family,
+            _pad: [0; 2],
+        };
+        if session::sent_to(&request, &reply.src_addr, reply.src_port) {
+            return Some(vip);
         }
     }
-}
-
-/// The array test that spares packets from anything but a NAT backend the NAT_REVERSE lookup.
-#[inline(always)]
-fn may_be_reply(flow: &FlowKey) -> bool {
-    REPLY_FILTER
-        .get(filter_slot(&flow.src_addr, flow.src_port, flow.proto))
-        .is_some_and(|mark| *mark != 0)
+    None
 }

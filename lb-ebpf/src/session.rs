@@ -1,13 +1,10 @@
 //! Step 3: session forwarding records. A known flow keeps its backend across table changes as
-//! long as that backend is up; NAT sessions also leave a reverse record for the replies. A
+//! long as that backend is up; NAT replies are matched to their flow through the same record. A
 //! client's FIN/RST marks the record closing, so userspace can tell ended flows from live ones.
 
-use lb_common::{BACKEND_F_UP, Backend, FlowKey, NatReverse, SESSION_F_CLOSING, Session};
+use lb_common::{BACKEND_F_UP, Backend, FlowKey, SESSION_F_CLOSING, Session};
 
-use crate::{
-    maps::{BACKENDS, NAT_REVERSE, SESSIONS},
-    reply,
-};
+use crate::maps::{BACKENDS, SESSIONS};
 
 pub enum Lookup {
     /// The flow's backend is still up: keep using it.
@@ -58,20 +55,15 @@ pub fn mark_closing(flow: &FlowKey) {
     }
 }
 
-/// Remember how to turn the backend's replies back into VIP:port replies.
+/// Whether the flow's record sends it to the backend at `addr`:`port` (raw forms): a packet
+/// from there to the client is a reply of this flow. Up or not: a backend's last replies may
+/// follow its removal.
 #[inline(always)]
-pub fn record_nat_reverse(flow: &FlowKey, backend: &Backend, service_id: u32) {
-    let reply = FlowKey {
-        src_addr: backend.addr,
-        dst_addr: flow.src_addr,
-        src_port: backend.port,
-        dst_port: flow.src_port,
-        proto: flow.proto,
-        family: flow.family,
-        _pad: [0; 2],
+pub fn sent_to(flow: &FlowKey, addr: &[u32; 4], port: u16) -> bool {
+    let Some(session) = (unsafe { SESSIONS.get(flow) }) else {
+        return false;
     };
-    // The mark first: a reply may arrive the moment the reverse record exists.
-    reply::expect_replies_from(&reply.src_addr, reply.src_port, reply.proto);
-    let reverse = NatReverse { vip: flow.dst_addr, vport: flow.dst_port, _pad: 0, service_id };
-    let _ = NAT_REVERSE.insert(&reply, &reverse, 0);
+    BACKENDS.get(session.backend_id).is_some_and(|b| {
+        b.generation == session.generation && b.port == port && b.addr == *addr
+    })
 }

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use etherparse::{EtherType, SlicedPacket, NetSlice, TransportSlice};
-use lb::balancer::{BackendState, Balancer, Explanation, InitialHealth, ServiceState, flow_key};
+use lb::balancer::{BackendState, Balancer, Explanation, InitialHealth, ServiceState};
 use lb::config::{Config, Forwarding};
 use lb::dataplane::{Counters, Dataplane};
 use lb_common::{Event, Outcome};
@@ -160,7 +160,6 @@ fn load(bed: &Bed) -> Result<Balancer> {
 struct Sent {
     frame: Frame,
     backend: BackendState,
-    service_id: u32,
 }
 
 struct Ctx<'a> {
@@ -322,15 +321,11 @@ impl Ctx<'_> {
             Check::BackendTraffic { backend_id: backend.id, delta },
         ];
         if nat {
-            fx.checks.push(Check::NatReverse {
-                reply: flow_key(backend.addr, frame.src, frame.proto()),
-                vip: frame.dst,
-                service_id: svc.info.id,
-            });
+            fx.checks.push(Check::NatReply { backend: backend.addr, proto: frame.proto(), vip: frame.dst });
         }
         fx.build_problems = problems;
         fx.known_bug = spec.known_bug;
-        let sent = Sent { frame, backend, service_id: svc.info.id };
+        let sent = Sent { frame, backend };
         Ok((fx, Some(sent)))
     }
 
@@ -354,7 +349,7 @@ impl Ctx<'_> {
         let expected = reply.clone().with_src(vip).with_macs(egress.mac, self.bed.neighbour_mac(client.ip())?);
         let outcome = if egress.ifindex == self.bed.a0.ifindex { Outcome::TxReply } else { Outcome::RedirectReply };
         let mut fx = Fixture::new(name, reply.bytes(), outcome, Expect::Frame(expected.bytes()));
-        fx.checks.push(Check::NatReverse { reply: reply.flow_key(), vip, service_id: sent.service_id });
+        fx.checks.push(Check::NatReply { backend, proto: reply.proto(), vip });
         Ok((fx, None))
     }
 }
@@ -550,6 +545,19 @@ fn table() -> Vec<Step> {
             // The flow's backend answering from another port is not the NAT flow's reply.
             let sent = ctx.sent("nat4 tcp syn")?;
             let f = Frame::ack(&SocketAddr::new(sent.backend.addr.ip(), 9999).to_string(), &sent.frame.src.to_string());
+            Ok((Fixture::new(name, f.bytes(), PassNoService, Expect::Unchanged), None))
+        }),
+        // A NAT backend's packet is a reply only if the client's session names that backend.
+        run("nat4 reply to a client port without a session", move |ctx, name| {
+            let sent = ctx.sent("nat4 tcp syn")?;
+            let f = Frame::ack(&sent.backend.addr.to_string(), &sent.frame.src.to_string()).with_dst_port(sent.frame.src.port() + 1000);
+            Ok((Fixture::new(name, f.bytes(), PassNoService, Expect::Unchanged), None))
+        }),
+        run("nat4 reply from a backend the flow was not sent to", move |ctx, name| {
+            let sent = ctx.sent("nat4 tcp syn")?;
+            let svc = ctx.service(&ctx.explain(&sent.frame)?.service)?;
+            let other = svc.backends.iter().find(|b| b.addr != sent.backend.addr).context("a second nat4 backend")?;
+            let f = Frame::ack(&other.addr.to_string(), &sent.frame.src.to_string());
             Ok((Fixture::new(name, f.bytes(), PassNoService, Expect::Unchanged), None))
         }),
         fwd("nat6 tcp syn", syn6(40020, "[fd00:200:99::2]:443"), Fwd::new()),

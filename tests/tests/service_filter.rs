@@ -1,10 +1,12 @@
-//! SERVICE_FILTER upkeep in the kernel: a service's bit is set while it exists, and a bit two
-//! services share survives the removal of one of them.
+//! Filter and NAT_REPLIES upkeep in the kernel: a service's bit is set while it exists, a bit
+//! two services share survives the removal of one of them, and a NAT backend's reply entry and
+//! bit follow the VIPs it serves.
 
 use anyhow::{Context, Result};
 use lb::dataplane::Dataplane;
 use lb_common::{
-    FAMILY_V4, PROTO_TCP, ServiceInfo, ServiceKey, addr_v4, filter_slot, port_raw, service_filter_bit,
+    Endpoint, FAMILY_V4, NAT_REPLY_VIPS, NatVip, PROTO_TCP, ServiceInfo, ServiceKey, addr_v4,
+    filter_bit, filter_slot, port_raw,
 };
 
 fn key(port: u16) -> ServiceKey {
@@ -12,7 +14,7 @@ fn key(port: u16) -> ServiceKey {
 }
 
 fn word_and_bit(k: &ServiceKey) -> (u32, u64) {
-    service_filter_bit(filter_slot(&k.addr, k.port, k.proto))
+    filter_bit(filter_slot(&k.addr, k.port, k.proto))
 }
 
 /// Two service keys whose bits differ but live in one filter word.
@@ -45,5 +47,38 @@ fn service_bits_follow_the_services() -> Result<()> {
     assert_eq!(dp.service_filter_word(word)?, b_bit, "a's bit stays after a is gone, or b's went with it");
     dp.remove_service(&b)?;
     assert_eq!(dp.service_filter_word(word)?, 0);
+    Ok(())
+}
+
+#[test]
+fn nat_reply_entries_follow_their_vips() -> Result<()> {
+    let mut dp = Dataplane::load()?;
+    let backend = Endpoint { addr: addr_v4([10, 200, 10, 11]), port: port_raw(8080), proto: PROTO_TCP, family: FAMILY_V4 };
+    let vip = |last: u8| NatVip { addr: addr_v4([10, 200, 99, last]), port: port_raw(80), _pad: 0 };
+    let (word, bit) = word_and_bit(&backend);
+
+    assert_eq!(dp.nat_reply_filter_word(word)?, 0);
+    dp.add_nat_reply(&backend, vip(1))?;
+    dp.add_nat_reply(&backend, vip(2))?;
+    dp.add_nat_reply(&backend, vip(1))?;
+    assert_eq!(dp.nat_reply_vips(&backend), vec![vip(1), vip(2)], "a VIP added twice is listed once");
+    assert_eq!(dp.nat_reply_filter_word(word)?, bit);
+
+    for last in 3..=NAT_REPLY_VIPS as u8 {
+        dp.add_nat_reply(&backend, vip(last))?;
+    }
+    let full = dp.nat_reply_vips(&backend);
+    let refused = dp.add_nat_reply(&backend, vip(99)).expect_err("more VIPs than NAT_REPLY_VIPS");
+    assert!(refused.to_string().contains("NAT_REPLIES"), "{refused}");
+    assert_eq!(dp.nat_reply_vips(&backend), full, "a refused VIP changed the entry");
+
+    for last in 2..=NAT_REPLY_VIPS as u8 {
+        dp.remove_nat_reply(&backend, vip(last))?;
+    }
+    assert_eq!(dp.nat_reply_vips(&backend), vec![vip(1)]);
+    assert_eq!(dp.nat_reply_filter_word(word)?, bit, "the bit must stay while a VIP is left");
+    dp.remove_nat_reply(&backend, vip(1))?;
+    assert!(dp.nat_reply_vips(&backend).is_empty());
+    assert_eq!(dp.nat_reply_filter_word(word)?, 0);
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The one path from a service's state to its map entries, and the one place its tables are
 //! built.
 
-use lb_common::{BACKEND_F_UP, Backend, SERVICE_F_NAT, ServiceInfo, port_raw};
+use lb_common::{BACKEND_F_UP, Backend, Endpoint, NatVip, SERVICE_F_NAT, ServiceInfo, port_raw};
 
 use super::{BackendState, ServiceState, ip_raw};
 use crate::{
@@ -48,17 +48,34 @@ pub(super) fn backend_entry(b: &BackendState) -> Backend {
     }
 }
 
+/// The (backend endpoint, VIP) pairs whose replies the data plane must rewrite: every backend
+/// of a NAT service, draining ones included (their flows go on).
+fn nat_replies(svc: &ServiceState) -> Vec<(Endpoint, NatVip)> {
+    if svc.config.forwarding != Forwarding::Nat {
+        return Vec::new();
+    }
+    let vip = NatVip { addr: svc.key.addr, port: svc.key.port, _pad: 0 };
+    svc.backends
+        .iter()
+        .map(|b| {
+            let e = backend_entry(b);
+            (Endpoint { addr: e.addr, port: e.port, proto: svc.key.proto, family: e.family }, vip)
+        })
+        .collect()
+}
+
 /// Makes `next` the live state of its service, whose live state is `prev` (None: the service
 /// is not in SERVICES yet). In this order:
 /// 1. BACKENDS entries of backends `prev` does not have (their counters zeroed: the id may
-///    have served another backend before);
+///    have served another backend before), and NAT reply entries for them;
 /// 2. a changed table / in-service list into the inactive bank of each (for a new service:
 ///    bank 0, nothing reads it yet);
 /// 3. one SERVICES write that switches to those banks and carries changed flags: the atomic
 ///    switch (for a new service it comes last and makes the service exist). Skipped if the
 ///    entry would not change;
 /// 4. backends `prev` has and `next` has not lose their UP flag, so their sessions go stale
-///    and are re-chosen by their next packet. The caller frees their ids.
+///    and are re-chosen by their next packet, and NAT reply entries `next` no longer needs go.
+///    The caller frees their ids.
 pub(super) fn publish(
     dp: &mut Dataplane,
     prev: Option<&ServiceState>,
@@ -68,6 +85,10 @@ pub(super) fn publish(
     for b in next.backends.iter().filter(|b| !had(b.id)) {
         dp.reset_backend_counters(b.id)?;
         dp.set_backend(b.id, &backend_entry(b))?;
+    }
+    let (old_replies, new_replies) = (prev.map(nat_replies).unwrap_or_default(), nat_replies(next));
+    for (backend, vip) in new_replies.iter().filter(|r| !old_replies.contains(r)) {
+        dp.add_nat_reply(backend, *vip)?;
     }
 
     let table = build_table(next);
@@ -108,15 +129,21 @@ pub(super) fn publish(
             dp.set_backend(b.id, &Backend { flags: 0, ..backend_entry(b) })?;
         }
     }
+    for (backend, vip) in old_replies.iter().filter(|r| !new_replies.contains(r)) {
+        dp.remove_nat_reply(backend, *vip)?;
+    }
     Ok(())
 }
 
 /// Takes a service out of SERVICES (packets to it pass from now on), then drops the UP flag of
-/// each of its backends. The caller frees the ids.
+/// each of its backends and their NAT reply entries. The caller frees the ids.
 pub(super) fn withdraw(dp: &mut Dataplane, svc: &ServiceState) -> Result<(), DataplaneError> {
     dp.remove_service(&svc.key)?;
     for b in &svc.backends {
         dp.set_backend(b.id, &Backend { flags: 0, ..backend_entry(b) })?;
+    }
+    for (backend, vip) in nat_replies(svc) {
+        dp.remove_nat_reply(&backend, vip)?;
     }
     Ok(())
 }

@@ -156,6 +156,21 @@ fn duplicate_vip_port_protocol() {
 }
 
 #[test]
+fn nat_backend_shared_by_too_many_services() {
+    let copy = |i: usize| WEB.replace("\"web\"", &format!("\"web{i}\"")).replace("10.0.0.100", &format!("10.0.0.{i}"));
+    let four: String = (1..=4).map(copy).collect();
+    assert!(Config::parse(&four).is_ok(), "four NAT services may share a backend");
+    rejects(
+        &format!("{four}{}", copy(5)),
+        &["service \"web5\": backend 10.0.1.11:8080", "5 NAT services", "web1, web2, web3, web4, web5", "at most 4"],
+    );
+    // DSR services and other protocols do not count.
+    let dsr = copy(5).replace("\"nat\"", "\"dsr\"").replace("port = 80\n", "port = 8080\n");
+    let udp = copy(6).replace("\"tcp\"", "\"udp\"");
+    assert!(Config::parse(&format!("{four}{dsr}{udp}")).is_ok());
+}
+
+#[test]
 fn bad_service_name() {
     rejects(
         &WEB.replace("\"web\"", "\"Web!\""),

@@ -1,11 +1,13 @@
 //! Turns the file as written (`schema`) into a `Config`, or the first problem found as a
 //! `ConfigError` whose `at` names the service (index and name), backend and field.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use lb_common::{
     DEFAULT_TABLE_SIZE, MAX_BACKENDS, MAX_SERVICE_BACKENDS, MAX_SERVICES, MAX_TABLE_SIZE,
+    NAT_REPLY_VIPS,
 };
 
 use super::schema::{RawBackend, RawConfig, RawHealth, RawScheduler, RawService};
@@ -79,7 +81,32 @@ pub(super) fn config(raw: RawConfig) -> Result<Config> {
             ),
         ));
     }
+    nat_backend_sharing(&services)?;
     Ok(Config { services })
+}
+
+/// The data plane matches a NAT backend's replies against at most NAT_REPLY_VIPS services per
+/// backend endpoint (address, port, protocol).
+fn nat_backend_sharing(services: &[ServiceConfig]) -> Result<()> {
+    let mut users: HashMap<(IpAddr, u16, Protocol), Vec<&str>> = HashMap::new();
+    for s in services.iter().filter(|s| s.forwarding == Forwarding::Nat) {
+        for b in &s.backends {
+            let names = users.entry((b.address, b.port, s.protocol)).or_default();
+            names.push(&s.name);
+            if names.len() > NAT_REPLY_VIPS {
+                return Err(ConfigError::invalid(
+                    format!("service \"{}\": backend {}", s.name, endpoint(b.address, b.port as i64)),
+                    format!(
+                        "this backend serves {} NAT services ({}), at most {NAT_REPLY_VIPS} may \
+                         share one backend address, port and protocol; give it another port",
+                        names.len(),
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn service(i: usize, rs: RawService) -> Result<ServiceConfig> {

@@ -1,60 +1,60 @@
-//! SERVICE_FILTER upkeep: the bitmap the XDP program tests before its SERVICES lookup. A bit
-//! must be set while any service's key maps to it, so the bitmap is recomputed from the set of
-//! live service keys rather than toggled.
+//! Upkeep of the bitmap pre-filters the XDP program tests before a hash lookup: SERVICE_FILTER
+//! (service keys) and NAT_REPLY_FILTER (NAT backend endpoints). A bit must stay set while any
+//! live key maps to it, so each changed word is recomputed from the set of live keys rather
+//! than toggled.
 
 use std::collections::HashSet;
 
-use lb_common::{ServiceKey, filter_slot, service_filter_bit};
+use aya::maps::{Array, MapData};
+use lb_common::{Endpoint, filter_bit, filter_slot};
 
-use super::{Dataplane, DataplaneError};
+use super::DataplaneError;
 
-/// The services whose keys the bitmap covers.
-#[derive(Default)]
-pub(super) struct ServiceFilter {
-    keys: HashSet<ServiceKey>,
+/// One bitmap map and the keys it covers.
+pub(super) struct KeyBitmap {
+    name: &'static str,
+    map: Array<MapData, u64>,
+    keys: HashSet<Endpoint>,
 }
 
-fn word_and_bit(key: &ServiceKey) -> (u32, u64) {
-    service_filter_bit(filter_slot(&key.addr, key.port, key.proto))
+fn word_and_bit(key: &Endpoint) -> (u32, u64) {
+    filter_bit(filter_slot(&key.addr, key.port, key.proto))
 }
 
-impl Dataplane {
-    /// Sets the key's bit. Called before the key's SERVICES entry is written.
-    pub(super) fn filter_add(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
-        if !self.filter.keys.insert(*key) {
-            return Ok(());
-        }
-        self.write_filter_word(word_and_bit(key).0)
+impl KeyBitmap {
+    pub(super) fn new(name: &'static str, map: Array<MapData, u64>) -> Self {
+        KeyBitmap { name, map, keys: HashSet::new() }
     }
 
-    /// Clears the key's bit unless another service shares it. Called after the SERVICES entry
-    /// is gone.
-    pub(super) fn filter_remove(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
-        if !self.filter.keys.remove(key) {
+    /// Sets the key's bit. Called before the record the key guards is written.
+    pub(super) fn add(&mut self, key: &Endpoint) -> Result<(), DataplaneError> {
+        if !self.keys.insert(*key) {
             return Ok(());
         }
-        self.write_filter_word(word_and_bit(key).0)
+        self.write_word(word_and_bit(key).0)
     }
 
-    fn write_filter_word(&mut self, word: u32) -> Result<(), DataplaneError> {
+    /// Clears the key's bit unless another key shares it. Called after the guarded record is
+    /// gone.
+    pub(super) fn remove(&mut self, key: &Endpoint) -> Result<(), DataplaneError> {
+        if !self.keys.remove(key) {
+            return Ok(());
+        }
+        self.write_word(word_and_bit(key).0)
+    }
+
+    /// Word `word` as the kernel holds it (tests, diagnostics).
+    pub(super) fn word(&self, word: u32) -> Result<u64, DataplaneError> {
+        self.map.get(&word, 0).map_err(|source| DataplaneError::Write { name: self.name, source })
+    }
+
+    fn write_word(&mut self, word: u32) -> Result<(), DataplaneError> {
         let value = self
-            .filter
             .keys
             .iter()
             .map(word_and_bit)
             .filter(|&(w, _)| w == word)
             .fold(0u64, |acc, (_, bit)| acc | bit);
-        self.service_filter
-            .set(word, value, 0)
-            .map_err(|source| DataplaneError::Write { name: "SERVICE_FILTER", source })
-    }
-}
-
-impl Dataplane {
-    /// Word `word` of SERVICE_FILTER as the kernel holds it (tests, diagnostics).
-    pub fn service_filter_word(&self, word: u32) -> Result<u64, DataplaneError> {
-        self.service_filter
-            .get(&word, 0)
-            .map_err(|source| DataplaneError::Write { name: "SERVICE_FILTER", source })
+        self.map.set(word, value, 0).map_err(|source| DataplaneError::Write { name: self.name, source })
     }
 }

@@ -5,7 +5,7 @@ use aya::{
     maps::Map,
 };
 use lb_common::{
-    Backend, FlowKey, MAX_SERVICE_BACKENDS, MAX_TABLE_SIZE, NatReverse, ServiceInfo, ServiceKey,
+    Backend, FlowKey, MAX_SERVICE_BACKENDS, MAX_TABLE_SIZE, ServiceInfo, ServiceKey,
     Session, in_service_index, lookup_index,
 };
 
@@ -30,13 +30,13 @@ impl Dataplane {
     /// Makes `info` the live definition of the service at `key`. One map update: this is the
     /// atomic switch to whatever banks `info` names.
     pub fn set_service(&mut self, key: &ServiceKey, info: &ServiceInfo) -> Result<(), DataplaneError> {
-        self.filter_add(key)?;
+        self.service_filter.add(key)?;
         self.services.insert(key, info, 0).map_err(write("SERVICES"))
     }
 
     pub fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
         self.services.remove(key).map_err(write("SERVICES"))?;
-        self.filter_remove(key)
+        self.service_filter.remove(key)
     }
 
     pub fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), DataplaneError> {
@@ -87,9 +87,9 @@ impl Dataplane {
         self.sessions.iter().filter_map(Result::ok).collect()
     }
 
-    /// The reverse NAT record for a reply five-tuple.
-    pub fn nat_reverse(&self, reply: &FlowKey) -> Option<NatReverse> {
-        self.nat_reverse.get(reply, 0).ok()
+    /// Word `word` of SERVICE_FILTER as the kernel holds it (tests, diagnostics).
+    pub fn service_filter_word(&self, word: u32) -> Result<u64, DataplaneError> {
+        self.service_filter.word(word)
     }
 
     /// Forgets every session (tests and benchmarks start from a clean slate with it).
@@ -97,10 +97,6 @@ impl Dataplane {
         let keys: Vec<FlowKey> = self.sessions.keys().filter_map(Result::ok).collect();
         for k in keys {
             let _ = self.sessions.remove(&k);
-        }
-        let keys: Vec<FlowKey> = self.nat_reverse.keys().filter_map(Result::ok).collect();
-        for k in keys {
-            let _ = self.nat_reverse.remove(&k);
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ mod filter;
 mod live;
 mod lookup_memory;
 mod maps;
+mod nat_replies;
 
 pub use attach::{XdpModeArg, ifindex};
 pub use counters::Counters;
@@ -17,7 +18,7 @@ use aya::{
     maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray},
     programs::Xdp,
 };
-use lb_common::{Backend, FlowKey, NatReverse, ServiceInfo, ServiceKey, Session, TrafficCounters};
+use lb_common::{Backend, Endpoint, FlowKey, NatReplyVips, ServiceInfo, ServiceKey, Session, TrafficCounters};
 
 /// The compiled XDP object (built by build.rs).
 pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp"));
@@ -43,6 +44,8 @@ pub enum DataplaneError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error("map {name} is full: {detail}")]
+    Full { name: &'static str, detail: String },
     #[error("{0}")]
     Attach(String),
 }
@@ -51,13 +54,14 @@ pub enum DataplaneError {
 pub struct Dataplane {
     ebpf: Ebpf,
     services: HashMap<MapData, ServiceKey, ServiceInfo>,
-    service_filter: Array<MapData, u64>,
-    filter: filter::ServiceFilter,
+    service_filter: filter::KeyBitmap,
     lookup: lookup_memory::LookupMemory,
     in_service: Array<MapData, u32>,
     backends: Array<MapData, Backend>,
     sessions: HashMap<MapData, FlowKey, Session>,
-    nat_reverse: HashMap<MapData, FlowKey, NatReverse>,
+    nat_reply_map: HashMap<MapData, Endpoint, NatReplyVips>,
+    nat_reply_filter: filter::KeyBitmap,
+    nat_replies: nat_replies::NatReplies,
     egress: DevMapHash<MapData>,
     service_stats: PerCpuArray<MapData, TrafficCounters>,
     backend_stats: PerCpuArray<MapData, TrafficCounters>,
@@ -78,8 +82,7 @@ impl Dataplane {
         program.load().map_err(DataplaneError::Verify)?;
         Ok(Dataplane {
             services: maps::take(&mut ebpf, "SERVICES")?,
-            service_filter: maps::take(&mut ebpf, "SERVICE_FILTER")?,
-            filter: filter::ServiceFilter::default(),
+            service_filter: filter::KeyBitmap::new("SERVICE_FILTER", maps::take(&mut ebpf, "SERVICE_FILTER")?),
             lookup: lookup_memory::LookupMemory::new(
                 ebpf.take_map("LOOKUP")
                     .ok_or_else(|| DataplaneError::Map { name: "LOOKUP", detail: "not in the object".into() })?,
@@ -87,7 +90,9 @@ impl Dataplane {
             in_service: maps::take(&mut ebpf, "IN_SERVICE")?,
             backends: maps::take(&mut ebpf, "BACKENDS")?,
             sessions: maps::take(&mut ebpf, "SESSIONS")?,
-            nat_reverse: maps::take(&mut ebpf, "NAT_REVERSE")?,
+            nat_reply_map: maps::take(&mut ebpf, "NAT_REPLIES")?,
+            nat_reply_filter: filter::KeyBitmap::new("NAT_REPLY_FILTER", maps::take(&mut ebpf, "NAT_REPLY_FILTER")?),
+            nat_replies: nat_replies::NatReplies::default(),
             egress: maps::take(&mut ebpf, "EGRESS")?,
             service_stats: maps::take(&mut ebpf, "SERVICE_STATS")?,
             backend_stats: maps::take(&mut ebpf, "BACKEND_STATS")?,
