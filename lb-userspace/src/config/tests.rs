@@ -425,8 +425,10 @@ fn table_size_smaller_than_backends() {
 fn too_many_services() {
     let text: String = (0..65)
         .map(|i| {
+            // Own backends: at most NAT_REPLY_VIPS NAT services may share one.
             WEB.replace("\"web\"", &format!("\"s{i}\""))
                 .replace("10.0.0.100", &format!("10.0.0.{i}"))
+                .replace("10.0.1.11", &format!("10.0.1.{i}"))
         })
         .collect();
     rejects(&text, &["65 services", "at most 64"]);
