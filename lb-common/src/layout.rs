@@ -90,22 +90,31 @@ pub struct Backend {
 
 /// The flow's client sent a TCP FIN or RST: the connection is ending. Its packets still go to
 /// the recorded backend, but it no longer counts as active (a draining backend may leave).
-pub const SESSION_F_CLOSING: u32 = 1 << 0;
+pub const SESSION_F_CLOSING: u16 = 1 << 0;
+/// The flow is forwarded by NAT (its service's forwarding when it was recorded).
+pub const SESSION_F_NAT: u16 = 1 << 1;
 
-/// SESSIONS value: the backend a flow was sent to.
+/// SESSIONS value: the backend a flow was sent to, and all a later packet of the flow needs
+/// to follow it without the SERVICES lookup.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Session {
     pub backend_id: u32,
     /// `Backend::generation` when the session was recorded.
     pub generation: u32,
+    /// `ServiceInfo::id` of the service the flow was addressed to (for its counters).
+    pub service_id: u16,
     /// SESSION_F_* bits.
-    pub flags: u32,
+    pub flags: u16,
 }
 
 impl Session {
     pub const fn is_closing(&self) -> bool {
         self.flags & SESSION_F_CLOSING != 0
+    }
+
+    pub const fn is_nat(&self) -> bool {
+        self.flags & SESSION_F_NAT != 0
     }
 }
 

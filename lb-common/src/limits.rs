@@ -2,6 +2,8 @@
 
 /// Services (VIP, port, protocol) one instance can serve. Also the number of table pairs.
 pub const MAX_SERVICES: u32 = 64;
+// Session records carry the service id in 16 bits.
+const _: () = assert!(MAX_SERVICES <= 1 << 16);
 /// Backends over all services; a backend id indexes BACKENDS and BACKEND_STATS.
 pub const MAX_BACKENDS: u32 = 4096;
 /// Largest server index table (slots) a service may use; its table size M is at most this.

@@ -1,7 +1,7 @@
 //! The packet's whole path, top to bottom. Each step lives in its own module.
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use lb_common::{Event, Outcome, SERVICE_F_NAT};
+use lb_common::{Event, Outcome};
 
 use crate::{
     forward::{self, Side},
@@ -23,25 +23,29 @@ fn run(ctx: &XdpContext) -> Outcome {
         Ok(pkt) => pkt,
         Err(outcome) => return outcome,
     };
-    let Some(svc) = service::lookup(&pkt.flow) else {
+    if !service::may_be_service(&pkt.flow) {
         return reply::forward(ctx, &mut pkt);
-    };
+    }
     // A SYN opens a connection: whatever an old record says, it is chosen afresh (as Katran
-    // does), which spares new connections the session lookup.
+    // does), which spares new connections the session lookup. A known flow's record says all
+    // the rest of the path needs, which spares it the SERVICES lookup.
     let known = if pkt.opens_connection() { Lookup::Miss } else { session::lookup(&pkt.flow) };
-    let (backend_id, backend, new_session) = match known {
-        Lookup::Hit(id, backend) => (id, backend, false),
+    let to = match known {
+        Lookup::Hit(to) => to,
         known => {
             if matches!(known, Lookup::Stale) {
                 stats::count_event(Event::SessionRechosen);
             }
-            let Some((id, backend)) = select::choose(&pkt.flow, &svc) else {
+            let Some(svc) = service::lookup(&pkt.flow) else {
+                return reply::forward(ctx, &mut pkt);
+            };
+            let Some(to) = select::choose(&pkt.flow, &svc) else {
                 return Outcome::DropNoBackend;
             };
-            (id, backend, true)
+            to
         }
     };
-    let hop = match forward::backend_hop(ctx, &pkt, backend_id, &backend) {
+    let hop = match forward::backend_hop(ctx, &pkt, to.backend_id, &to.backend) {
         Ok(hop) => hop,
         Err(outcome) => return outcome,
     };
@@ -50,22 +54,21 @@ fn run(ctx: &XdpContext) -> Outcome {
         // Not forwarded: record nothing, so the flow's next packet is counted as its first.
         return outcome;
     }
-    let nat = svc.flags & SERVICE_F_NAT != 0;
     // Recorded before the NAT rewrite: sessions are keyed by what the client sent (the NAT
     // reply path finds them by the same key).
-    if new_session {
-        session::record(&pkt.flow, backend_id, &backend);
+    if to.new {
+        session::record(&pkt.flow, &to);
     }
     if pkt.ends_connection() {
         session::mark_closing(&pkt.flow);
     }
-    if nat && forward::rewrite(ctx, &mut pkt, Side::Dst, &backend.addr, backend.port).is_err() {
+    if to.nat && forward::rewrite(ctx, &mut pkt, Side::Dst, &to.backend.addr, to.backend.port).is_err() {
         return Outcome::PassMalformed;
     }
     if forward::address_frame(ctx, &hop).is_err() {
         return Outcome::PassMalformed;
     }
-    stats::count_traffic(svc.id, backend_id, pkt.len, new_session);
+    stats::count_traffic(to.service_id, to.backend_id, pkt.len, to.new);
     outcome
 }
 

@@ -9,12 +9,18 @@ use lb_common::{
 
 use crate::{
     maps::{IN_SERVICE, LOOKUP},
-    session::usable_backend,
+    session::{Assignment, usable_backend},
     stats,
 };
 
 #[inline(always)]
-pub fn choose(flow: &FlowKey, svc: &ServiceInfo) -> Option<(u32, Backend)> {
+pub fn choose(flow: &FlowKey, svc: &ServiceInfo) -> Option<Assignment> {
+    let (id, backend) = choose_backend(flow, svc)?;
+    Some(Assignment::new(svc, id, backend))
+}
+
+#[inline(always)]
+fn choose_backend(flow: &FlowKey, svc: &ServiceInfo) -> Option<(u32, Backend)> {
     let hash = flow_hash(flow, svc.flags & HASH_FIELDS_MASK);
     if svc.table_size != 0 {
         let slot = table_slot(hash, svc.table_size);

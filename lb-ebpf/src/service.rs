@@ -7,13 +7,16 @@ use crate::{
     maps::{SERVICE_FILTER, SERVICES},
 };
 
-/// The service the flow is addressed to, copied so the rest of the packet's path sees one
-/// consistent version even if userspace flips banks meanwhile.
+/// The bitmap test: false proves the flow is addressed to no service.
+#[inline(always)]
+pub fn may_be_service(flow: &FlowKey) -> bool {
+    filter::marked(&SERVICE_FILTER, &flow.dst_addr, flow.dst_port, flow.proto)
+}
+
+/// The service the flow is addressed to (call after `may_be_service`), copied so the rest of
+/// the packet's path sees one consistent version even if userspace flips banks meanwhile.
 #[inline(always)]
 pub fn lookup(flow: &FlowKey) -> Option<ServiceInfo> {
-    if !filter::marked(&SERVICE_FILTER, &flow.dst_addr, flow.dst_port, flow.proto) {
-        return None;
-    }
     let key = ServiceKey {
         addr: flow.dst_addr,
         port: flow.dst_port,

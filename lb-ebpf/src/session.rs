@@ -2,13 +2,34 @@
 //! long as that backend is up; NAT replies are matched to their flow through the same record. A
 //! client's FIN/RST marks the record closing, so userspace can tell ended flows from live ones.
 
-use lb_common::{BACKEND_F_UP, Backend, FlowKey, SESSION_F_CLOSING, Session};
+use lb_common::{
+    BACKEND_F_UP, Backend, FlowKey, SESSION_F_CLOSING, SESSION_F_NAT, ServiceInfo,
+    SERVICE_F_NAT, Session,
+};
 
 use crate::maps::{BACKENDS, SESSIONS};
 
+/// Where a flow goes and how: from its session record, or chosen for it now.
+pub struct Assignment {
+    pub service_id: u32,
+    pub nat: bool,
+    pub backend_id: u32,
+    pub backend: Backend,
+    /// Chosen now: the session is to be recorded.
+    pub new: bool,
+}
+
+impl Assignment {
+    #[inline(always)]
+    pub fn new(svc: &ServiceInfo, backend_id: u32, backend: Backend) -> Self {
+        Assignment { service_id: svc.id, nat: svc.flags & SERVICE_F_NAT != 0, backend_id, backend, new: true }
+    }
+}
+
 pub enum Lookup {
-    /// The flow's backend is still up: keep using it.
-    Hit(u32, Backend),
+    /// The flow's backend is still up: keep using it. The record says all the packet needs, so
+    /// a known flow skips the SERVICES lookup.
+    Hit(Assignment),
     /// The flow had a backend that is down or whose id now names another backend.
     Stale,
     Miss,
@@ -19,9 +40,15 @@ pub fn lookup(flow: &FlowKey) -> Lookup {
     let Some(session) = (unsafe { SESSIONS.get(flow) }) else {
         return Lookup::Miss;
     };
-    let id = session.backend_id;
-    match usable_backend(id) {
-        Some(b) if b.generation == session.generation => Lookup::Hit(id, b),
+    let backend_id = session.backend_id;
+    match usable_backend(backend_id) {
+        Some(backend) if backend.generation == session.generation => Lookup::Hit(Assignment {
+            service_id: session.service_id as u32,
+            nat: session.is_nat(),
+            backend_id,
+            backend,
+            new: false,
+        }),
         _ => Lookup::Stale,
     }
 }
@@ -37,8 +64,13 @@ pub fn usable_backend(id: u32) -> Option<Backend> {
 }
 
 #[inline(always)]
-pub fn record(flow: &FlowKey, backend_id: u32, backend: &Backend) {
-    let session = Session { backend_id, generation: backend.generation, flags: 0 };
+pub fn record(flow: &FlowKey, to: &Assignment) {
+    let session = Session {
+        backend_id: to.backend_id,
+        generation: to.backend.generation,
+        service_id: to.service_id as u16,
+        flags: if to.nat { SESSION_F_NAT } else { 0 },
+    };
     // A full LRU evicts its oldest record; there is nothing better to do on failure.
     let _ = SESSIONS.insert(flow, &session, 0);
 }
