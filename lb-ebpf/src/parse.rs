@@ -10,7 +10,7 @@ use network_types::{
     udp::UdpHdr,
 };
 
-use crate::packet::{ptr_at, raw16, raw32};
+use crate::packet::{load16, load32, ptr_at, raw16};
 
 const ETH_P_IP: u16 = wire16(0x0800);
 const ETH_P_IPV6: u16 = wire16(0x86DD);
@@ -90,18 +90,19 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize, flow: &mut FlowKey) -> Result<(usize,
     if ip.vihl >> 4 != 4 || ihl_bytes < Ipv4Hdr::LEN {
         return Err(Outcome::PassMalformed);
     }
-    let total = u16::from_be_bytes(ip.tot_len) as usize;
+    let base = ip as *const Ipv4Hdr as *const u8;
+    let total = u16::from_be(unsafe { load16(base, 2) }) as usize;
     if total < ihl_bytes || l3 + total > ctx.data_end() - ctx.data() {
         return Err(Outcome::PassMalformed);
     }
     if ip.proto != PROTO_TCP && ip.proto != PROTO_UDP {
         return Err(Outcome::PassNotTcpUdp);
     }
-    if raw16(ip.frags) & IPV4_MF_OR_OFFSET != 0 {
+    if unsafe { load16(base, 6) } & IPV4_MF_OR_OFFSET != 0 {
         return Err(Outcome::PassFragment);
     }
-    flow.src_addr[0] = raw32(ip.src_addr);
-    flow.dst_addr[0] = raw32(ip.dst_addr);
+    flow.src_addr[0] = unsafe { load32(base, 12) };
+    flow.dst_addr[0] = unsafe { load32(base, 16) };
     flow.proto = ip.proto;
     flow.family = FAMILY_V4;
     Ok((l3 + ihl_bytes, l3 + total))
@@ -114,7 +115,8 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize, flow: &mut FlowKey) -> Result<(usize,
     if ip.vcf[0] >> 4 != 6 {
         return Err(Outcome::PassMalformed);
     }
-    let payload = u16::from_be_bytes(ip.payload_len) as usize;
+    let base = ip as *const Ipv6Hdr as *const u8;
+    let payload = u16::from_be(unsafe { load16(base, 4) }) as usize;
     if l3 + Ipv6Hdr::LEN + payload > ctx.data_end() - ctx.data() {
         return Err(Outcome::PassMalformed);
     }
@@ -125,21 +127,27 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize, flow: &mut FlowKey) -> Result<(usize,
             Outcome::PassIpv6NextHeader
         });
     }
-    flow.src_addr = words(ip.src_addr);
-    flow.dst_addr = words(ip.dst_addr);
+    flow.src_addr = unsafe { words(base, 8) };
+    flow.dst_addr = unsafe { words(base, 24) };
     flow.proto = ip.next_hdr;
     flow.family = FAMILY_V6;
     Ok((l3 + Ipv6Hdr::LEN, l3 + Ipv6Hdr::LEN + payload))
 }
 
+/// The IPv6 address at `offset` past `base`, as four raw words.
+///
+/// # Safety
+/// The 16 bytes must lie inside the checked IPv6 header.
 #[inline(always)]
-fn words(a: [u8; 16]) -> [u32; 4] {
-    [
-        raw32([a[0], a[1], a[2], a[3]]),
-        raw32([a[4], a[5], a[6], a[7]]),
-        raw32([a[8], a[9], a[10], a[11]]),
-        raw32([a[12], a[13], a[14], a[15]]),
-    ]
+unsafe fn words(base: *const u8, offset: usize) -> [u32; 4] {
+    unsafe {
+        [
+            load32(base, offset),
+            load32(base, offset + 4),
+            load32(base, offset + 8),
+            load32(base, offset + 12),
+        ]
+    }
 }
 
 /// Fills the ports; returns the TCP flags (0 for UDP).
@@ -154,18 +162,18 @@ fn parse_ports(ctx: &XdpContext, l4: usize, ip_end: usize, flow: &mut FlowKey) -
         if doff < 5 || l4 + (doff as usize) * 4 > ip_end {
             return Err(Outcome::PassMalformed);
         }
-        flow.src_port = raw16(tcp.source);
-        flow.dst_port = raw16(tcp.dest);
+        flow.src_port = unsafe { load16(bytes, 0) };
+        flow.dst_port = unsafe { load16(bytes, 2) };
         return Ok(unsafe { *bytes.add(13) });
     } else {
         let udp: *const UdpHdr = ptr_at(ctx, l4).ok_or(Outcome::PassMalformed)?;
-        let udp = unsafe { &*udp };
-        let udp_len = u16::from_be_bytes(udp.len) as usize;
+        let bytes = udp as *const u8;
+        let udp_len = u16::from_be(unsafe { load16(bytes, 4) }) as usize;
         if udp_len < UdpHdr::LEN || l4 + udp_len > ip_end {
             return Err(Outcome::PassMalformed);
         }
-        flow.src_port = raw16(udp.src);
-        flow.dst_port = raw16(udp.dst);
+        flow.src_port = unsafe { load16(bytes, 0) };
+        flow.dst_port = unsafe { load16(bytes, 2) };
     }
     Ok(0)
 }
