@@ -140,19 +140,20 @@ pub struct NatReplyVips {
     pub vips: [NatVip; NAT_REPLY_VIPS],
 }
 
-/// ROUTES value (per CPU, indexed by backend id): where the last bpf_fib_lookup towards the
-/// backend said to send its frames. Written only by the XDP program; valid while `expires_ns`
-/// (coarse monotonic clock) is ahead, for packets arriving on `ingress`, for backend
-/// `generation` (a reused backend id never inherits a route).
+/// ROUTES and REPLY_ROUTES value (per CPU): where the last bpf_fib_lookup towards address `to`
+/// said to send its frames. Written only by the XDP program; valid while `expires_ns` (coarse
+/// monotonic clock) is ahead, for packets to `to` (of `family`) arriving on `ingress`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CachedRoute {
     pub expires_ns: u64,
     pub ingress: u32,
     pub egress: u32,
-    pub generation: u32,
+    pub to: [u32; 4],
     pub dst_mac: [u8; 6],
     pub src_mac: [u8; 6],
+    pub family: u8,
+    pub _pad: [u8; 3],
 }
 
 /// Packets, bytes and new sessions of one service or backend (one per CPU).
@@ -243,7 +244,7 @@ mod tests {
         assert_eq!(size_of::<NatVip>(), 20);
         assert_eq!(size_of::<NatReplyVips>(), 4 + 20 * NAT_REPLY_VIPS);
         assert_eq!(size_of::<TrafficCounters>(), 24);
-        assert_eq!(size_of::<CachedRoute>(), 32);
+        assert_eq!(size_of::<CachedRoute>(), 48);
     }
 
     #[test]

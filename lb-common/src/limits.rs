@@ -20,8 +20,18 @@ pub const MAX_NAT_ENDPOINTS: u32 = MAX_BACKENDS;
 /// Interfaces the program may redirect to (two-arm set-ups), indexed by ifindex.
 pub const MAX_INTERFACES: u32 = 256;
 
-/// How long a backend's cached route (ROUTES) is trusted before bpf_fib_lookup is asked again:
-/// a changed neighbour or route towards a backend is followed within this time.
+/// Slots of the per-CPU cache of routes towards clients (REPLY_ROUTES), for NAT replies: a
+/// client address owns slot `reply_route_slot(addr)`; two clients sharing one take turns.
+pub const REPLY_ROUTE_SLOTS: u32 = 4096;
+
+/// The REPLY_ROUTES slot of a client address.
+#[inline(always)]
+pub fn reply_route_slot(addr: &[u32; 4]) -> u32 {
+    crate::filter::filter_slot(addr, 0, 0) % REPLY_ROUTE_SLOTS
+}
+
+/// How long a cached route (ROUTES, REPLY_ROUTES) is trusted before bpf_fib_lookup is asked again:
+/// a changed neighbour or route towards a backend or client is followed within this time.
 pub const ROUTE_CACHE_NS: u64 = 100_000_000;
 
 /// Banks of LOOKUP and IN_SERVICE a service may point at; userspace fills the inactive one and

@@ -1,6 +1,6 @@
 //! Step 6: send the packet on. The way out (next hop MACs, egress interface) comes from the
-//! kernel's FIB (bpf_fib_lookup); towards a backend the answer is cached per CPU for
-//! ROUTE_CACHE_NS, as the FIB lookup costs more than the rest of the packet's path. Frames leave
+//! kernel's FIB (bpf_fib_lookup); the answer is cached per CPU for ROUTE_CACHE_NS, per backend
+//! and per client address slot, as the FIB lookup costs more than the rest of the packet's path. Frames leave
 //! by XDP_TX (same interface) or the EGRESS devmap (another one). NAT rewrites an endpoint
 //! (address + port) with incremental checksum updates.
 
@@ -11,11 +11,12 @@ use aya_ebpf::{
 };
 use lb_common::{
     Backend, CachedRoute, FAMILY_V4, Outcome, PROTO_UDP, ROUTE_CACHE_NS, csum::CsumUpdate,
+    reply_route_slot,
 };
 use network_types::eth::EthHdr;
 
 use crate::{
-    maps::{EGRESS, ROUTES},
+    maps::{EGRESS, REPLY_ROUTES, ROUTES},
     packet::{ptr_at, raw16, raw32},
     parse::Packet,
 };
@@ -37,30 +38,47 @@ pub struct Hop {
     pub src_mac: [u8; 6],
 }
 
-/// The hop towards a backend, from the per-CPU cache while it is fresh. Keyed by backend id and
-/// generation, so it assumes the route to a backend does not depend on the client (no
-/// source-based policy routing towards backends).
+/// The hop towards a backend, from the per-CPU cache while it is fresh. Cached per backend, so
+/// it assumes the route to a backend does not depend on the client (no source-based policy
+/// routing towards backends).
 #[inline(always)]
 pub fn backend_hop(ctx: &XdpContext, pkt: &Packet, backend_id: u32, backend: &Backend) -> Result<Hop, Outcome> {
+    cached_hop(ctx, pkt, ROUTES.get_ptr_mut(backend_id), &backend.addr)
+}
+
+/// The hop towards the packet's destination (a client, for NAT replies), from the per-CPU cache
+/// slot of that address while it is fresh. Same assumption: the route to a client does not
+/// depend on which VIP answers it.
+#[inline(always)]
+pub fn client_hop(ctx: &XdpContext, pkt: &Packet) -> Result<Hop, Outcome> {
+    let to = pkt.flow.dst_addr;
+    cached_hop(ctx, pkt, REPLY_ROUTES.get_ptr_mut(reply_route_slot(&to)), &to)
+}
+
+/// The hop towards `to`: from `cached` if it is fresh and for the same address, family and
+/// ingress; else from the FIB, remembered in `cached` for ROUTE_CACHE_NS.
+#[inline(always)]
+fn cached_hop(ctx: &XdpContext, pkt: &Packet, cached: Option<*mut CachedRoute>, to: &[u32; 4]) -> Result<Hop, Outcome> {
     let ingress = ingress(ctx);
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let cached = ROUTES.get_ptr_mut(backend_id);
     if let Some(c) = cached {
         let c = unsafe { &*c };
-        if c.expires_ns > now && c.ingress == ingress && c.generation == backend.generation {
+        if c.expires_ns > now && c.ingress == ingress && c.to == *to && c.family == pkt.flow.family {
             return Ok(Hop { egress: c.egress, dst_mac: c.dst_mac, src_mac: c.src_mac });
         }
     }
-    let hop = fib_hop(ctx, pkt, &backend.addr)?;
+    let hop = fib_hop(ctx, pkt, to)?;
     if let Some(c) = cached {
         unsafe {
             *c = CachedRoute {
                 expires_ns: now + ROUTE_CACHE_NS,
                 ingress,
                 egress: hop.egress,
-                generation: backend.generation,
+                to: *to,
                 dst_mac: hop.dst_mac,
                 src_mac: hop.src_mac,
+                family: pkt.flow.family,
+                _pad: [0; 3],
             }
         };
     }
@@ -70,7 +88,7 @@ pub fn backend_hop(ctx: &XdpContext, pkt: &Packet, backend_id: u32, backend: &Ba
 /// Asks the FIB for the next hop towards `next_addr` for this packet (its own source, ports and
 /// protocol, so policy routing by them is honoured).
 #[inline(always)]
-pub fn fib_hop(ctx: &XdpContext, pkt: &Packet, next_addr: &[u32; 4]) -> Result<Hop, Outcome> {
+fn fib_hop(ctx: &XdpContext, pkt: &Packet, next_addr: &[u32; 4]) -> Result<Hop, Outcome> {
     let mut p: bpf_fib_lookup = unsafe { core::mem::zeroed() };
     p.l4_protocol = pkt.flow.proto;
     p.sport = pkt.flow.src_port;

@@ -9,7 +9,7 @@ use aya_ebpf::{
 use lb_common::{
     Backend, CachedRoute, EVENT_COUNT, Endpoint, FILTER_WORDS, FlowKey, MAX_BACKENDS,
     MAX_INTERFACES, MAX_NAT_ENDPOINTS, MAX_SERVICE_BACKENDS, MAX_SERVICES, MAX_SESSIONS,
-    MAX_TABLE_SIZE, NatReplyVips, OUTCOME_COUNT, ServiceInfo, ServiceKey, Session, TABLE_BANKS,
+    MAX_TABLE_SIZE, NatReplyVips, OUTCOME_COUNT, REPLY_ROUTE_SLOTS, ServiceInfo, ServiceKey, Session, TABLE_BANKS,
     TrafficCounters,
 };
 
@@ -64,6 +64,12 @@ pub static NAT_REPLIES: HashMap<Endpoint, NatReplyVips> =
 /// ROUTE_CACHE_NS. Written by this program only.
 #[map]
 pub static ROUTES: PerCpuArray<CachedRoute> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+
+/// reply_route_slot(client address) -> per-CPU CachedRoute towards that client, for NAT
+/// replies (a direct-mapped cache: the entry says which client it is for). Written by this
+/// program only.
+#[map]
+pub static REPLY_ROUTES: PerCpuArray<CachedRoute> = PerCpuArray::with_max_entries(REPLY_ROUTE_SLOTS, 0);
 
 /// Egress ifindex -> interface, for redirects to another interface (two-arm). Written by userspace
 /// with every interface the instance is attached to.

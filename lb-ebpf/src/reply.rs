@@ -22,8 +22,7 @@ pub fn forward(ctx: &XdpContext, pkt: &mut Packet) -> Outcome {
     if forward::rewrite(ctx, pkt, Side::Src, &vip.addr, vip.port).is_err() {
         return Outcome::PassMalformed;
     }
-    // Replies go to many clients: no per-destination cache, the FIB answers each one.
-    let hop = match forward::fib_hop(ctx, pkt, &pkt.flow.dst_addr) {
+    let hop = match forward::client_hop(ctx, pkt) {
         Ok(hop) => hop,
         Err(outcome) => return outcome,
     };

@@ -679,6 +679,17 @@ fn table() -> Vec<Step> {
             let f = ctx.find_flow(syn(0, DSR4), |ex| ex.backend.as_ref().is_some_and(|b| b.addr.ip().to_string() == "10.200.10.12"))?;
             ctx.forward(name, f, &Fwd::new())
         }),
+        // Replies: the cache slot of the client's address (REPLY_ROUTES). Checked by hand like the
+        // one above (under `taskset -c 0`, as the cache is per CPU): without the wait the last
+        // reply goes to the client's old MAC.
+        fwd("nat4 syn from 10.200.10.2:40040", syn(40040, NAT4), Fwd::new()),
+        reply("nat4 reply caches the route to 10.200.10.2", "nat4 syn from 10.200.10.2:40040"),
+        Step::Do("client 10.200.10.2 moves to a new MAC; cached reply routes expire", Box::new(|_, bed, _| {
+            bed.change_neighbour_mac("10.200.10.2".parse()?, "a0", [0x02, 0x5e, 0x6e, 0x65, 0x77, 0x02])?;
+            std::thread::sleep(std::time::Duration::from_nanos(2 * lb_common::ROUTE_CACHE_NS));
+            Ok(())
+        })),
+        reply("nat4 reply goes to the client's new MAC", "nat4 syn from 10.200.10.2:40040"),
         // ---- drops ---------------------------------------------------------------------------
         Step::Do("dsr4b: its only backend goes down", set_health("dsr4b", "10.200.20.21:80", false)),
         // A session whose backend is down and no backend to re-choose: dropped. The program
