@@ -18,6 +18,7 @@ impl Daemon {
     pub async fn handle(&mut self, request: Request) -> Response {
         match request {
             Request::Status => Response::Status(Box::new(status::status(self))),
+            Request::Metrics => Response::Metrics(crate::metrics::render(&status::status(self))),
             Request::Explain { service, client } => match self.explain(&service, client) {
                 Ok(report) => Response::Explain(Box::new(report)),
                 Err(e) => Response::Error(format!("{e:#}")),
@@ -60,7 +61,7 @@ impl Daemon {
                 b.add_service(&toml)?
             }
             Request::ServiceRemove { name } => b.remove_service(&name)?,
-            Request::Status | Request::Explain { .. } | Request::Reload => {
+            Request::Status | Request::Metrics | Request::Explain { .. } | Request::Reload => {
                 unreachable!("answered by handle")
             }
         })

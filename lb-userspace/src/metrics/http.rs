@@ -1,0 +1,114 @@
+//! `lb run --metrics-listen ADDR:PORT`: HTTP/1.1 (hyper) serving GET/HEAD /metrics, 404 for
+//! any other path, 405 for other methods. Off unless asked for; there is no authentication,
+//! so give it a management or loopback address.
+//!
+//! Connections are handled on their own tasks, so a slow client never stalls the daemon: each
+//! scrape only asks the daemon's loop for the text (`ScrapeRequest`) and waits for the answer.
+
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use http_body_util::Full;
+use hyper::{
+    Method, Request, Response, StatusCode,
+    body::{Bytes, Incoming},
+    header,
+    server::conn::http1,
+    service::service_fn,
+};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, mpsc, oneshot},
+    task::JoinHandle,
+    time::timeout,
+};
+
+use super::CONTENT_TYPE;
+
+/// The daemon answers one of these with the rendered exposition.
+pub type ScrapeRequest = oneshot::Sender<String>;
+
+/// Open connections beyond this wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 32;
+/// A client must send its request headers within this.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection (keep-alive included) is closed after this; scrapers reconnect.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+/// Longest a scrape waits for the daemon's loop (busy with a reload, say).
+const RENDER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Binds the listener (before anything touches the kernel, so a taken port fails the start).
+pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let listener = std::net::TcpListener::bind(addr).with_context(|| {
+        format!(
+            "cannot listen for metrics on {addr}: give --metrics-listen an address of this host \
+             and a free port (e.g. 127.0.0.1:9100), or leave it out"
+        )
+    })?;
+    listener.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(listener)?)
+}
+
+/// Serves scrapes until the returned task is aborted; `scrapes` reaches the daemon.
+pub fn spawn(listener: TcpListener, scrapes: mpsc::Sender<ScrapeRequest>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        loop {
+            let Ok(slot) = slots.clone().acquire_owned().await else { return };
+            let (stream, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of fds, say: do not spin.
+                    tracing::warn!("metrics listener: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let scrapes = scrapes.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                let service = service_fn(move |req| answer(req, scrapes.clone()));
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service);
+                match timeout(CONNECTION_LIFETIME, conn).await {
+                    Ok(Err(e)) => tracing::debug!(%peer, "metrics connection: {e}"),
+                    Ok(Ok(())) | Err(_) => {}
+                }
+            });
+        }
+    })
+}
+
+async fn answer(req: Request<Incoming>, scrapes: mpsc::Sender<ScrapeRequest>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() != "/metrics" {
+        return Ok(text(StatusCode::NOT_FOUND, "not found: lb serves its metrics at /metrics\n"));
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "use GET or HEAD for /metrics\n");
+        r.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        return Ok(r);
+    }
+    let (reply, rendered) = oneshot::channel();
+    if scrapes.send(reply).await.is_err() {
+        return Ok(text(StatusCode::SERVICE_UNAVAILABLE, "lb is shutting down\n"));
+    }
+    Ok(match timeout(RENDER_TIMEOUT, rendered).await {
+        Ok(Ok(body)) => {
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(CONTENT_TYPE));
+            r
+        }
+        Ok(Err(_)) => text(StatusCode::SERVICE_UNAVAILABLE, "lb is shutting down\n"),
+        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "lb did not render its metrics in time; try again\n"),
+    })
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
