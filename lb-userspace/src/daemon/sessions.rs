@@ -22,11 +22,18 @@ pub(super) struct SessionCensus {
 
 impl SessionCensus {
     /// Counts again if the last count is a tick old (or older than its budget allows). Returns
-    /// whether it did, i.e. whether `counts()` is as of `now`.
+    /// whether it did, i.e. whether `counts()` is as of `now` (or later).
     pub fn refresh(&mut self, dp: &Dataplane, now: Instant) -> bool {
         if !self.due(now) {
             return false;
         }
+        self.count_now(dp);
+        true
+    }
+
+    /// Counts at once, whatever the budget says (for an operator's drain, who wants to see
+    /// the sessions left right away).
+    pub fn count_now(&mut self, dp: &Dataplane) {
         let start = Instant::now();
         self.counts = dp.session_counts();
         self.taken = Some(start);
@@ -34,7 +41,6 @@ impl SessionCensus {
         if self.walk > TICK / 2 {
             tracing::debug!(walk = ?self.walk, "counting SESSIONS took long; counting less often");
         }
-        true
     }
 
     fn due(&self, now: Instant) -> bool {
