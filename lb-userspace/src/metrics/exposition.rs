@@ -260,7 +260,8 @@ pub fn parse(text: &str) -> Result<Scrape, String> {
         if current.as_deref() != Some(sample.name.as_str()) {
             return Err(at(format!("sample of {} inside another family's block", sample.name)));
         }
-        if scrape.types[&sample.name] == "counter" && !(sample.value >= 0.0) {
+        // NaN is not a count either.
+        if scrape.types[&sample.name] == "counter" && (sample.value.is_nan() || sample.value < 0.0) {
             return Err(at(format!("counter {} is {}", sample.name, sample.value)));
         }
         if !seen.insert((sample.name.clone(), sample.labels.clone())) {

@@ -73,9 +73,9 @@ pub fn spawn(listener: TcpListener, scrapes: mpsc::Sender<ScrapeRequest>) -> Joi
                     .timer(TokioTimer::new())
                     .header_read_timeout(HEADER_TIMEOUT)
                     .serve_connection(TokioIo::new(stream), service);
-                match timeout(CONNECTION_LIFETIME, conn).await {
-                    Ok(Err(e)) => tracing::debug!(%peer, "metrics connection: {e}"),
-                    Ok(Ok(())) | Err(_) => {}
+                // Past its lifetime the connection is just dropped (closed).
+                if let Ok(Err(e)) = timeout(CONNECTION_LIFETIME, conn).await {
+                    tracing::debug!(%peer, "metrics connection: {e}");
                 }
             });
         }
