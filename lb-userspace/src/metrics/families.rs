@@ -11,7 +11,7 @@ use lb_common::Outcome;
 
 use super::exposition::{Exposition, Kind, Value};
 use crate::{
-    api::{BackendStatus, Status},
+    api::{BackendStatus, ServiceStatus, Status},
     dataplane::XDP_OBJECT,
 };
 
@@ -77,29 +77,34 @@ fn services(x: &mut Exposition, status: &Status) {
             1u64,
         );
     }
-    let per_service = [
-        ("lb_service_packets_total", "Packets sent to the service's backends."),
-        ("lb_service_bytes_total", "Bytes (whole frames as received) sent to the service's backends."),
-        ("lb_service_new_sessions_total", "New sessions (flows given a backend) of the service."),
-    ];
-    for (i, (name, help)) in per_service.into_iter().enumerate() {
-        let mut f = x.family(name, Kind::Counter, help);
-        for s in &status.services {
-            let c = &s.counters;
-            f.sample(&[("service", &s.name)], [c.packets, c.bytes, c.new_sessions][i]);
-        }
-    }
-    let mut f = x.family("lb_service_backends", Kind::Gauge, "Backends configured for the service.");
-    for s in &status.services {
-        f.sample(&[("service", &s.name)], s.backends.len() as u64);
-    }
-    let mut f = x.family(
+    let counter = Kind::Counter;
+    per_service(x, status, "lb_service_packets_total", counter, "Packets sent to the service's backends.", |s| {
+        s.counters.packets
+    });
+    per_service(x, status, "lb_service_bytes_total", counter, "Bytes (whole frames as received) sent to the service's backends.", |s| {
+        s.counters.bytes
+    });
+    per_service(x, status, "lb_service_new_sessions_total", counter, "New sessions (flows given a backend) of the service.", |s| {
+        s.counters.new_sessions
+    });
+    per_service(x, status, "lb_service_backends", Kind::Gauge, "Backends configured for the service.", |s| {
+        s.backends.len() as u64
+    });
+    per_service(
+        x,
+        status,
         "lb_service_backends_in_service",
         Kind::Gauge,
         "Backends of the service that take new flows (healthy and not draining).",
+        |s| s.backends_in_service.into(),
     );
+}
+
+/// One family with a sample per service.
+fn per_service(x: &mut Exposition, status: &Status, name: &'static str, kind: Kind, help: &str, value: impl Fn(&ServiceStatus) -> u64) {
+    let mut f = x.family(name, kind, help);
     for s in &status.services {
-        f.sample(&[("service", &s.name)], s.backends_in_service);
+        f.sample(&[("service", &s.name)], value(s));
     }
 }
 
