@@ -112,3 +112,92 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpStream,
+    };
+
+    use super::*;
+
+    /// A listener on 127.0.0.1 whose "daemon" answers every scrape with `body`, counting them.
+    async fn serve(body: &'static str) -> (SocketAddr, JoinHandle<()>, JoinHandle<usize>) {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, mut rx) = mpsc::channel::<ScrapeRequest>(8);
+        let server = spawn(listener, tx);
+        let daemon = tokio::spawn(async move {
+            let mut n = 0;
+            while let Some(reply) = rx.recv().await {
+                n += 1;
+                let _ = reply.send(body.to_string());
+            }
+            n
+        });
+        (addr, server, daemon)
+    }
+
+    /// Writes `requests` on one connection and reads until the server closes it.
+    async fn exchange(addr: SocketAddr, requests: &str) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(requests.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await.expect("server closed").unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn get_metrics_is_answered_by_the_daemon_and_other_requests_are_refused() {
+        let (addr, server, daemon) = serve("x_total 1\n").await;
+        // A client that never sends a request holds only its own connection.
+        let idle = TcpStream::connect(addr).await.unwrap();
+
+        // Keep-alive: two requests on one connection, the second one closing it.
+        let out = exchange(
+            addr,
+            "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\nGET /metrics?x=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(out.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{out}");
+        assert_eq!(out.matches("\r\n\r\nx_total 1\n").count(), 2, "{out}");
+        assert!(out.contains(&format!("content-type: {CONTENT_TYPE}\r\n")), "{out}");
+        assert!(out.contains("content-length: 10\r\n"), "{out}");
+
+        let out = exchange(addr, "GET /other HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await;
+        assert!(out.starts_with("HTTP/1.1 404 Not Found\r\n"), "{out}");
+        let out = exchange(addr, "DELETE /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await;
+        assert!(out.starts_with("HTTP/1.1 405 Method Not Allowed\r\n") && out.contains("allow: GET, HEAD\r\n"), "{out}");
+        let out = exchange(addr, "HEAD /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await;
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n") && out.ends_with("\r\n\r\n"), "HEAD has no body: {out}");
+        let out = exchange(addr, "this is not http\r\n\r\n").await;
+        assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
+
+        // Its connection task (holding a sender) ends with it.
+        drop(idle);
+        server.abort();
+        let _ = server.await;
+        // GET, GET, HEAD reached the daemon; nothing else did.
+        assert_eq!(daemon.await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_daemon_that_is_gone_gives_503() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = mpsc::channel::<ScrapeRequest>(1);
+        drop(rx);
+        let server = spawn(listener, tx);
+        let out = exchange(addr, "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await;
+        assert!(out.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{out}");
+        server.abort();
+    }
+
+    #[test]
+    fn a_taken_port_is_refused_with_advice() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let err = bind(taken.local_addr().unwrap()).unwrap_err();
+        assert!(format!("{err:#}").contains("a free port"), "{err:#}");
+    }
+}
