@@ -41,12 +41,21 @@ pub enum Command {
         /// Admin socket the CLI talks to (root-only).
         #[arg(long, default_value = api::DEFAULT_SOCKET)]
         admin_socket: PathBuf,
+        /// Serve the metrics (Prometheus text format) at http://ADDR:PORT/metrics. Off unless
+        /// given; unauthenticated, so use a loopback or management address.
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Show services, backends (health, drain, sessions, rates) and counters of a running instance.
     Status {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        admin: AdminSocket,
+    },
+    /// Print the metrics of a running instance in the Prometheus text format.
+    Metrics {
         #[command(flatten)]
         admin: AdminSocket,
     },
@@ -153,4 +162,28 @@ pub enum ServiceOp {
     },
     /// Remove a service: its traffic is no longer balanced.
     Remove { name: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    fn metrics_listen(args: &[&str]) -> Option<std::net::SocketAddr> {
+        match Cli::try_parse_from(args).expect("parses").command {
+            Command::Run { metrics_listen, .. } => metrics_listen,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_metrics_listener_is_off_unless_asked_for() {
+        assert_eq!(metrics_listen(&["lb", "run", "-c", "lb.toml", "-i", "eth0"]), None);
+        assert_eq!(
+            metrics_listen(&["lb", "run", "-c", "lb.toml", "-i", "eth0", "--metrics-listen", "127.0.0.1:9100"]),
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+        assert!(Cli::try_parse_from(["lb", "run", "-c", "x", "-i", "e", "--metrics-listen", "9100"]).is_err());
+    }
 }

@@ -8,3 +8,4 @@ pub mod daemon;
 pub mod dataplane;
 pub mod hashing;
 pub mod health;
+pub mod metrics;

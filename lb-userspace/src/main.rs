@@ -25,8 +25,8 @@ async fn main() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { config, interfaces, xdp_mode, admin_socket } => {
-            daemon::run(RunArgs { config, interfaces, xdp_mode, admin_socket }).await
+        Command::Run { config, interfaces, xdp_mode, admin_socket, metrics_listen } => {
+            daemon::run(RunArgs { config, interfaces, xdp_mode, admin_socket, metrics_listen }).await
         }
         Command::CheckConfig { config } => {
             let c = Config::load(&config)?;
@@ -37,6 +37,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Response::Status(s) if json => print_json(&s),
             Response::Status(s) => {
                 print!("{}", api::render_text(&s));
+                Ok(())
+            }
+            other => unexpected(other),
+        },
+        Command::Metrics { admin } => match ask(&admin.path, Request::Metrics).await? {
+            Response::Metrics(text) => {
+                print!("{text}");
                 Ok(())
             }
             other => unexpected(other),

@@ -7,7 +7,7 @@
 use crate::netns::Netns;
 use anyhow::{Context, Result, bail};
 use socket2::{Domain, Protocol, Socket, Type};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
@@ -139,4 +139,57 @@ pub fn udp_ask(
         .recv(&mut buf)
         .with_context(|| format!("UDP reply from {peer} to {} within {timeout:?}", ns.name()))?;
     Ok(String::from_utf8_lossy(&buf[..n]).trim_end().to_owned())
+}
+
+/// An HTTP/1.1 answer as read off the wire.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// (lower-case name, value) in the order sent.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request (`Connection: close`) from `ns` to `to`, read to the end. Checks the
+/// framing a client relies on: a status line, and a body exactly as long as Content-Length.
+pub fn http_request(ns: &Netns, to: SocketAddr, method: &str, path: &str, timeout: Duration) -> Result<HttpResponse> {
+    let mut stream: TcpStream = {
+        let _inside = ns.enter()?;
+        let socket = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))?;
+        socket
+            .connect_timeout(&to.into(), timeout)
+            .with_context(|| format!("HTTP connect to {to} from {}", ns.name()))?;
+        socket.into()
+    };
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {to}\r\nUser-Agent: lb-tests\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).with_context(|| format!("reading the answer to {method} {path} from {to}"))?;
+    let raw = String::from_utf8(raw).context("HTTP answer is not UTF-8")?;
+    let (head, body) = raw.split_once("\r\n\r\n").with_context(|| format!("no end of headers in {raw:?}"))?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = match status_line.split(' ').collect::<Vec<_>>().as_slice() {
+        ["HTTP/1.1", code, ..] => code.parse().with_context(|| format!("status line {status_line:?}"))?,
+        _ => bail!("not an HTTP/1.1 status line: {status_line:?}"),
+    };
+    let headers: Vec<(String, String)> = lines
+        .map(|l| l.split_once(':').map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string())))
+        .collect::<Option<_>>()
+        .with_context(|| format!("malformed header in {head:?}"))?;
+    let response = HttpResponse { status, headers, body: body.to_string() };
+    if method != "HEAD" {
+        let length: usize = response.header("content-length").context("no Content-Length")?.parse()?;
+        if length != response.body.len() {
+            bail!("Content-Length {length} but a body of {} bytes", response.body.len());
+        }
+    }
+    Ok(response)
 }

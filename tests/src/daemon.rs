@@ -32,6 +32,11 @@ pub struct LbDaemon {
 impl LbDaemon {
     /// Writes `config` to a temporary file and starts `lb run` in `ns` on `ifaces`.
     pub fn start(ns: &Netns, config: &str, ifaces: &[&str]) -> Result<LbDaemon> {
+        Self::start_with(ns, config, ifaces, &[])
+    }
+
+    /// `start` with more `lb run` options, e.g. `["--metrics-listen", "10.200.2.1:9100"]`.
+    pub fn start_with(ns: &Netns, config: &str, ifaces: &[&str], options: &[&str]) -> Result<LbDaemon> {
         let lb = lb_binary()?;
         let id = names::unique("lbd");
         let dir = std::env::temp_dir();
@@ -46,6 +51,7 @@ impl LbDaemon {
             args.push("--iface");
             args.push(i);
         }
+        args.extend_from_slice(options);
         let process = ns.spawn(&args)?;
         Ok(LbDaemon {
             process,

@@ -36,6 +36,8 @@ pub enum Request {
     Reload,
     /// Where a flow from `client` to the service goes, and why.
     Explain { service: String, client: SocketAddr },
+    /// The metrics in the Prometheus text format.
+    Metrics,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -45,6 +47,8 @@ pub enum Response {
     /// A change was made (or there was nothing to change): one line per effect.
     Done(Vec<String>),
     Explain(Box<ExplainReport>),
+    /// Prometheus text exposition.
+    Metrics(String),
     Error(String),
 }
 

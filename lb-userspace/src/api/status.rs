@@ -14,6 +14,10 @@ pub struct Status {
     /// Packets per outcome (verdict and reason), e.g. "pass_no_service".
     pub outcomes: BTreeMap<String, u64>,
     pub events: BTreeMap<String, u64>,
+    /// How old the backends' `active_sessions` are: SESSIONS is walked by the daemon at most
+    /// once a second (less often when it is large), not per request. None before the first walk.
+    #[serde(default)]
+    pub session_count_age_secs: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -40,7 +44,8 @@ pub struct BackendStatus {
     pub health: String,
     /// Set while draining: no new flows, sessions go on.
     pub drain: Option<DrainStatus>,
-    /// Session records naming this backend (closed flows stay until the LRU forgets them).
+    /// Session records naming this backend that are not closing (UDP flows and TCP flows whose
+    /// FIN/RST was not seen stay until the LRU forgets them), as of `session_count_age_secs` ago.
     pub active_sessions: u64,
     /// Over the daemon's last sampling interval (about a second).
     pub rates: Rates,
@@ -68,6 +73,10 @@ pub struct DrainStatus {
 pub fn render_text(s: &Status) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "interfaces: {} (xdp {})", s.interfaces.join(", "), s.xdp_mode);
+    let _ = match s.session_count_age_secs {
+        Some(age) => writeln!(out, "active sessions counted {age:.1} s ago"),
+        None => writeln!(out, "active sessions not counted yet"),
+    };
     for svc in &s.services {
         let _ = writeln!(
             out,

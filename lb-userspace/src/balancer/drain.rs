@@ -59,16 +59,6 @@ impl Balancer {
         Ok(vec![format!("service {service}: backend {addr} takes new flows again")])
     }
 
-    /// How often draining backends' sessions should be counted: the shortest health interval
-    /// of a service with a draining backend; None while nothing drains.
-    pub fn drain_scan_interval(&self) -> Option<Duration> {
-        self.services
-            .iter()
-            .filter(|s| s.backends.iter().any(|b| b.drain.is_some()))
-            .map(|s| s.config.health.interval)
-            .min()
-    }
-
     /// Removes every draining backend that is down, whose timeout has passed at `now`, or,
     /// given fresh session counts, that no session record names any more (its id and
     /// generation).

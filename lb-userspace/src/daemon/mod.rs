@@ -1,5 +1,6 @@
 //! `lb run`: load, attach, keep the maps in step with health checks, drains, the admin socket
-//! and the config file (SIGHUP or `lb reload`), and detach cleanly on SIGINT/SIGTERM.
+//! and the config file (SIGHUP or `lb reload`), answer metrics scrapes (`--metrics-listen`),
+//! and detach cleanly on SIGINT/SIGTERM.
 
 mod admin;
 mod checkers;
@@ -7,14 +8,16 @@ mod explain;
 mod ops;
 mod preflight;
 mod rates;
+mod sessions;
 mod state;
 mod status;
 
-use std::path::PathBuf;
+use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context;
 use tokio::{
     signal::unix::{SignalKind, signal},
+    sync::mpsc,
     time::MissedTickBehavior,
 };
 
@@ -22,6 +25,7 @@ use crate::{
     balancer::{Balancer, InitialHealth, LiveError},
     config::Config,
     dataplane::{Dataplane, XdpModeArg},
+    metrics,
 };
 use state::{Daemon, TICK};
 
@@ -30,12 +34,16 @@ pub struct RunArgs {
     pub interfaces: Vec<String>,
     pub xdp_mode: XdpModeArg,
     pub admin_socket: PathBuf,
+    /// Serve GET /metrics over HTTP here (off when None).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Everything that can be checked is checked before anything touches the kernel.
     let config = Config::load(&args.config)?;
     preflight::check(&args.interfaces, &config)?;
+    // The metrics port first: refusing it then leaves no admin socket behind.
+    let metrics_listener = args.metrics_listen.map(metrics::http::bind).transpose()?;
     let listener = admin::bind(&args.admin_socket)?;
 
     let dp = Dataplane::load()?;
@@ -49,6 +57,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     let socket = args.admin_socket.clone();
     let mut daemon = Daemon::start(balancer, args).await?;
+    // Scrapes are rendered on this loop (the daemon's data has one owner); the HTTP side only
+    // carries them. Without a listener the channel has no sender and its branch stays idle.
+    let (scrape_tx, mut scrapes) = mpsc::channel::<metrics::http::ScrapeRequest>(8);
+    let http = metrics_listener.map(|l| {
+        if let Ok(address) = l.local_addr() {
+            tracing::info!(%address, "serving GET /metrics");
+        }
+        metrics::http::spawn(l, scrape_tx.clone())
+    });
+    drop(scrape_tx);
 
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -61,6 +79,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 if let Err(e) = daemon.on_health(ev) {
                     break Err(anyhow::Error::new(e).context("updating the in-service list"));
                 }
+            }
+            Some(reply) = scrapes.recv() => {
+                let _ = reply.send(metrics::render(&status::status(&daemon)));
             }
             conn = listener.accept() => {
                 if let Ok((stream, _)) = conn {
@@ -81,6 +102,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = sigterm.recv() => break Ok(()),
         }
     };
+    if let Some(http) = http {
+        http.abort();
+    }
     daemon.shutdown().await;
     let _ = std::fs::remove_file(&socket);
     tracing::info!("detached; exiting");

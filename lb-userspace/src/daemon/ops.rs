@@ -18,6 +18,7 @@ impl Daemon {
     pub async fn handle(&mut self, request: Request) -> Response {
         match request {
             Request::Status => Response::Status(Box::new(status::status(self))),
+            Request::Metrics => Response::Metrics(crate::metrics::render(&status::status(self))),
             Request::Explain { service, client } => match self.explain(&service, client) {
                 Ok(report) => Response::Explain(Box::new(report)),
                 Err(e) => Response::Error(format!("{e:#}")),
@@ -48,7 +49,9 @@ impl Daemon {
             Request::BackendWeight { service, backend, weight } => b.set_weight(&service, backend, weight)?,
             Request::BackendDrain { service, backend, timeout_secs } => {
                 let timeout = timeout_secs.map_or(DEFAULT_DRAIN_TIMEOUT, Duration::from_secs);
-                b.drain(&service, backend, timeout, Instant::now())?
+                let mut lines = b.drain(&service, backend, timeout, Instant::now())?;
+                lines.push(self.sessions_left(&service, backend)?);
+                lines
             }
             Request::BackendUndrain { service, backend } => b.undrain(&service, backend)?,
             Request::ServiceAdd { toml } => {
@@ -60,10 +63,20 @@ impl Daemon {
                 b.add_service(&toml)?
             }
             Request::ServiceRemove { name } => b.remove_service(&name)?,
-            Request::Status | Request::Explain { .. } | Request::Reload => {
+            Request::Status | Request::Metrics | Request::Explain { .. } | Request::Reload => {
                 unreachable!("answered by handle")
             }
         })
+    }
+
+    /// Counts sessions now (not at the next tick): the operator who drains a backend watches
+    /// them run out in `lb status` from this moment on.
+    fn sessions_left(&mut self, service: &str, backend: SocketAddr) -> anyhow::Result<String> {
+        self.sessions.count_now(self.balancer.dataplane());
+        let svc = self.balancer.service(service)?;
+        let b = svc.backends.iter().find(|b| b.addr == backend).context("the drained backend is gone")?;
+        let n = self.sessions.get(b.id, b.generation);
+        Ok(format!("service {service}: backend {backend} has {n} active session(s)"))
     }
 
     fn explain(&self, service: &str, client: SocketAddr) -> anyhow::Result<crate::api::ExplainReport> {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
-use super::{RunArgs, checkers::Checkers, preflight, rates::RateMeter};
+use super::{RunArgs, checkers::Checkers, preflight, rates::RateMeter, sessions::SessionCensus};
 use crate::{
     balancer::{Balancer, LiveError},
     config::Config,
@@ -14,7 +14,7 @@ use crate::{
     health::{Health, HealthEvent, StatusTable},
 };
 
-/// How often counters are sampled for rates, drain timeouts checked.
+/// How often counters are sampled for rates, sessions counted, drain timeouts checked.
 pub(super) const TICK: Duration = Duration::from_secs(1);
 
 pub(super) struct Daemon {
@@ -23,8 +23,9 @@ pub(super) struct Daemon {
     pub events: UnboundedReceiver<HealthEvent>,
     pub health: StatusTable,
     pub rates: RateMeter,
+    /// Active sessions per backend, as of the last tick that counted them.
+    pub sessions: SessionCensus,
     checkers: Checkers,
-    last_drain_scan: Instant,
 }
 
 impl Daemon {
@@ -39,7 +40,7 @@ impl Daemon {
             checkers: Checkers::new(events_tx, health.clone()),
             health,
             rates: RateMeter::default(),
-            last_drain_scan: Instant::now(),
+            sessions: SessionCensus::default(),
         };
         daemon.sync_checkers().await?;
         Ok(daemon)
@@ -75,19 +76,14 @@ impl Daemon {
         self.sync_checkers().await
     }
 
-    /// Samples rates; removes drained backends whose sessions are gone (counted every health
-    /// interval of their service) or whose drain timed out.
+    /// Samples rates and counts sessions (see `SessionCensus`); removes drained backends whose
+    /// sessions are gone (by a count taken in this tick, so after their drain began) or whose
+    /// drain timed out.
     pub async fn tick(&mut self) -> Result<(), LiveError> {
         let now = Instant::now();
         self.rates.sample(&self.balancer, now);
-        let Some(every) = self.balancer.drain_scan_interval() else {
-            return Ok(());
-        };
-        let sessions = (now >= self.last_drain_scan + every).then(|| {
-            self.last_drain_scan = now;
-            self.balancer.dataplane().session_counts()
-        });
-        let lines = self.balancer.finish_drains(now, sessions.as_ref())?;
+        let fresh = self.sessions.refresh(self.balancer.dataplane(), now);
+        let lines = self.balancer.finish_drains(now, fresh.then(|| self.sessions.counts()))?;
         if !lines.is_empty() {
             self.changed(&lines).await?;
         }

@@ -1,5 +1,5 @@
 //! `lb status` from the running daemon: configuration, health, drain state, counters, rates
-//! and session records per backend.
+//! and session records per backend (as last counted). `lb metrics` renders the same `Status`.
 
 use std::time::Instant;
 
@@ -9,7 +9,6 @@ use crate::api::{BackendStatus, DrainStatus, ServiceStatus, Status};
 pub(super) fn status(d: &Daemon) -> Status {
     let dp = d.balancer.dataplane();
     let health = d.health.lock().map(|h| h.clone()).unwrap_or_default();
-    let sessions = dp.session_counts();
     let now = Instant::now();
     let services = d
         .balancer
@@ -39,7 +38,7 @@ pub(super) fn status(d: &Daemon) -> Status {
                             elapsed_secs: now.duration_since(dr.since).as_secs_f64(),
                             timeout_secs: dr.timeout.as_secs(),
                         }),
-                        active_sessions: sessions.get(&(b.id, b.generation)).copied().unwrap_or(0),
+                        active_sessions: d.sessions.get(b.id, b.generation),
                         rates: d.rates.get(b.id, b.generation),
                         checks: h.map(|h| h.checks).unwrap_or(0),
                         last_check_ok: h.and_then(|h| h.last_ok),
@@ -57,5 +56,6 @@ pub(super) fn status(d: &Daemon) -> Status {
         services,
         outcomes: dp.outcomes().into_iter().map(|(o, n)| (o.name().to_string(), n)).collect(),
         events: dp.events().into_iter().map(|(e, n)| (e.name().to_string(), n)).collect(),
+        session_count_age_secs: d.sessions.age(now).map(|a| a.as_secs_f64()),
     }
 }

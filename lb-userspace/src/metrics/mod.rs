@@ -1,0 +1,19 @@
+//! Metrics in the Prometheus text format: what `lb metrics` prints and what
+//! `lb run --metrics-listen ADDR:PORT` serves at GET /metrics.
+//!
+//! Rendered from the daemon's `Status` (the very data `lb status` shows: per-CPU counters summed
+//! once per request, the cached session count, health checks), so a scrape and `lb status`
+//! taken at the same moment agree and the maps have one reader.
+//!
+//! - `exposition`: the text format itself (escaping, HELP/TYPE, and a checking parser);
+//! - `families`: which metrics there are, from a `Status`;
+//! - `http`: the optional listener.
+
+mod exposition;
+mod families;
+pub mod http;
+#[cfg(test)]
+mod tests;
+
+pub use exposition::{CONTENT_TYPE, Kind, Sample, Scrape, escape_label_value, parse};
+pub use families::render;
