@@ -386,3 +386,41 @@ fn snapshot_service(lb: &Balancer, name: &str) -> Result<(ServiceInfo, Vec<u32>)
     }
     Ok((info, slots))
 }
+
+/// A bank is rewritten only after a grace period that started after it stopped being live, and
+/// one grace period serves a whole change: a bank never live needs none, every later change
+/// needs exactly one, also when it flips two services.
+#[test]
+fn reusing_a_bank_waits_one_grace_period_per_change() -> Result<()> {
+    let bed = Bed::new("live-grace")?;
+    let _inside = bed.ns.enter()?;
+    let mut lb = load(&bed)?;
+    let waits = |lb: &Balancer| lb.dataplane().grace_waits().0;
+    ensure!(waits(&lb) == 0, "loading waited {} times: nothing was live before", waits(&lb));
+
+    // 1st change: table and list of web go to bank 1, never live: no wait.
+    lb.set_weight("web", addr("10.200.10.11:80"), 2)?;
+    ensure!(waits(&lb) == 0, "writing a never-live bank waited");
+    // Every further change of web writes the bank the previous one retired: one wait each.
+    for (n, w) in [(1, 3), (2, 4), (3, 5)] {
+        lb.set_weight("web", addr("10.200.10.11:80"), w)?;
+        ensure!(waits(&lb) == n, "change {} of web: {} waits, expected {n}", n + 1, waits(&lb));
+    }
+    // A change of both services: other's banks were never reused yet (first flip: no wait),
+    // web's was retired: one wait. Then both are retired: still one wait for the next change.
+    let both = |w: u32, other: u32| {
+        CONFIG
+            .replace("{ address = \"10.200.10.11\" }", &format!("{{ address = \"10.200.10.11\", weight = {w} }}"))
+            .replace("{ address = \"10.200.10.21\" }", &format!("{{ address = \"10.200.10.21\" }}, {{ address = \"10.200.10.13\", weight = {other} }}"))
+    };
+    lb.reconcile(&Config::parse(&both(6, 2))?)?;
+    ensure!(waits(&lb) == 4, "first change of two services: {} waits, expected 4", waits(&lb));
+    lb.reconcile(&Config::parse(&both(7, 3))?)?;
+    ensure!(waits(&lb) == 5, "second change of two services: {} waits, expected 5 (one per change)", waits(&lb));
+    check_maps(&lb, "web")?;
+    check_maps(&lb, "other")?;
+
+    let (n, spent) = lb.dataplane().grace_waits();
+    eprintln!("{n} grace periods, {:.2} ms each on average", spent.as_secs_f64() * 1e3 / n as f64);
+    Ok(())
+}
