@@ -120,7 +120,8 @@ pub enum BackendOp {
         service: String,
         #[arg(value_name = "ADDR:PORT")]
         backend: SocketAddr,
-        /// Seconds until it is removed even with sessions left (default 300).
+        /// Seconds until it is removed even with sessions left (default: the service's
+        /// drain_timeout in the config file, 300 if it sets none).
         #[arg(long, value_name = "SECS")]
         timeout: Option<u64>,
     },

@@ -182,7 +182,7 @@ fn changes_land_in_the_maps_and_established_flows_keep_their_backend() -> Result
 
     // Drain: out of the table and the in-service list, UP flag kept: its flows go on, no new ones.
     let now = Instant::now();
-    lb.drain("web", addr("10.200.10.12:80"), Duration::from_secs(60), now)?;
+    lb.drain("web", addr("10.200.10.12:80"), Some(Duration::from_secs(60)), now)?;
     check_maps(&lb, "web")?;
     let id12 = backend_id(&lb, "web", "10.200.10.12:80");
     ensure!(!build_table(service(&lb, "web")).contains(&id12) && !in_service_ids(service(&lb, "web")).contains(&id12));
@@ -201,7 +201,7 @@ fn changes_land_in_the_maps_and_established_flows_keep_their_backend() -> Result
     ensure!(build_table(service(&lb, "web")).contains(&id12));
 
     // Drain with a timeout that passes: removed with sessions left, which go stale.
-    lb.drain("web", addr("10.200.10.12:80"), Duration::from_secs(1), now)?;
+    lb.drain("web", addr("10.200.10.12:80"), Some(Duration::from_secs(1)), now)?;
     let lines = lb.finish_drains(now + Duration::from_secs(2), Some(&lb.dataplane().session_counts()))?;
     ensure!(lines.len() == 1 && lines[0].contains("drain timeout of 1 s passed"), "{lines:?}");
     ensure!(lb.dataplane().backend(id12)?.flags & BACKEND_F_UP == 0, "a removed backend kept its UP flag");
@@ -215,7 +215,7 @@ fn changes_land_in_the_maps_and_established_flows_keep_their_backend() -> Result
     check_maps(&lb, "web")?;
 
     // Drain ended by its sessions going: none left (sessions cleared) -> removed at the next scan.
-    lb.drain("web", addr("10.200.10.13:80"), Duration::from_secs(60), now)?;
+    lb.drain("web", addr("10.200.10.13:80"), Some(Duration::from_secs(60)), now)?;
     lb.dataplane_mut().clear_sessions()?;
     let lines = lb.finish_drains(now, Some(&lb.dataplane().session_counts()))?;
     ensure!(lines == ["service web: drained backend 10.200.10.13:80 removed: no session uses it any more"], "{lines:?}");
@@ -250,7 +250,7 @@ fn changes_land_in_the_maps_and_established_flows_keep_their_backend() -> Result
 
     // A draining backend that goes down is done at once: its sessions are re-chosen anyway.
     lb.add_backend("web", addr("10.200.10.13:80"), 1)?;
-    lb.drain("web", addr("10.200.10.13:80"), Duration::from_secs(60), now)?;
+    lb.drain("web", addr("10.200.10.13:80"), Some(Duration::from_secs(60)), now)?;
     lb.set_health("web", addr("10.200.10.13:80"), false)?;
     let lines = lb.finish_drains(now, None)?;
     ensure!(lines == ["service web: drained backend 10.200.10.13:80 removed: it is down, so no session can use it"], "{lines:?}");
@@ -305,7 +305,7 @@ fn refused_changes_leave_every_map_byte_identical() -> Result<()> {
     let _inside = bed.ns.enter()?;
     let mut lb = load(&bed)?;
     lb.add_backend("web", addr("10.200.10.13:80"), 2)?;
-    lb.drain("web", addr("10.200.10.12:80"), Duration::from_secs(60), Instant::now())?;
+    lb.drain("web", addr("10.200.10.12:80"), Some(Duration::from_secs(60)), Instant::now())?;
     send(&mut lb, &bed, &flows(WEB, 40000, 50))?; // some sessions to keep
     let a = |s: &'static str| addr(s);
     let service_toml = |name: &str, vip: &str| {
@@ -326,7 +326,7 @@ fn refused_changes_leave_every_map_byte_identical() -> Result<()> {
         ("unknown backend", Box::new(move |lb| lb.remove_backend("web", a("10.200.10.99:80"))), "service \"web\" has no backend 10.200.10.99:80"),
         ("weight of unknown backend", Box::new(move |lb| lb.set_weight("web", a("10.200.10.99:80"), 2)), "has no backend"),
         ("last backend", Box::new(move |lb| lb.remove_backend("other", a("10.200.10.21:80"))), "no backends"),
-        ("drain the last one", Box::new(move |lb| lb.drain("other", a("10.200.10.21:80"), Duration::from_secs(9), Instant::now())), "last backend of service \"other\""),
+        ("drain the last one", Box::new(move |lb| lb.drain("other", a("10.200.10.21:80"), Some(Duration::from_secs(9)), Instant::now())), "last backend of service \"other\""),
         ("keep only draining (reload)", Box::new(move |lb| lb.reconcile(&only_draining)), "would have no backend for new flows"),
         ("undrain an active one", Box::new(move |lb| lb.undrain("web", a("10.200.10.11:80"))), "is not draining"),
         ("service name taken", Box::new(move |lb| lb.add_service(&web_again)), "duplicate name"),
@@ -385,4 +385,70 @@ fn snapshot_service(lb: &Balancer, name: &str) -> Result<(ServiceInfo, Vec<u32>)
         }
     }
     Ok((info, slots))
+}
+
+/// A bank is rewritten only after a grace period that started after it stopped being live, and
+/// one grace period serves a whole change: a bank never live needs none, every later change
+/// needs exactly one, also when it flips two services.
+#[test]
+fn reusing_a_bank_waits_one_grace_period_per_change() -> Result<()> {
+    let bed = Bed::new("live-grace")?;
+    let _inside = bed.ns.enter()?;
+    let mut lb = load(&bed)?;
+    let waits = |lb: &Balancer| lb.dataplane().grace_waits().0;
+    ensure!(waits(&lb) == 0, "loading waited {} times: nothing was live before", waits(&lb));
+
+    // 1st change: table and list of web go to bank 1, never live: no wait.
+    lb.set_weight("web", addr("10.200.10.11:80"), 2)?;
+    ensure!(waits(&lb) == 0, "writing a never-live bank waited");
+    // Every further change of web writes the bank the previous one retired: one wait each.
+    for (n, w) in [(1, 3), (2, 4), (3, 5)] {
+        lb.set_weight("web", addr("10.200.10.11:80"), w)?;
+        ensure!(waits(&lb) == n, "change {} of web: {} waits, expected {n}", n + 1, waits(&lb));
+    }
+    // A change of both services: other's banks were never reused yet (first flip: no wait),
+    // web's was retired: one wait. Then both are retired: still one wait for the next change.
+    let both = |w: u32, other: u32| {
+        CONFIG
+            .replace("{ address = \"10.200.10.11\" }", &format!("{{ address = \"10.200.10.11\", weight = {w} }}"))
+            .replace("{ address = \"10.200.10.21\" }", &format!("{{ address = \"10.200.10.21\" }}, {{ address = \"10.200.10.13\", weight = {other} }}"))
+    };
+    lb.reconcile(&Config::parse(&both(6, 2))?)?;
+    ensure!(waits(&lb) == 4, "first change of two services: {} waits, expected 4", waits(&lb));
+    lb.reconcile(&Config::parse(&both(7, 3))?)?;
+    ensure!(waits(&lb) == 5, "second change of two services: {} waits, expected 5 (one per change)", waits(&lb));
+    check_maps(&lb, "web")?;
+    check_maps(&lb, "other")?;
+
+    let (n, spent) = lb.dataplane().grace_waits();
+    eprintln!("{n} grace periods, {:.2} ms each on average", spent.as_secs_f64() * 1e3 / n as f64);
+    Ok(())
+}
+
+/// A drain without a timeout lasts the service's `drain_timeout` from the config (reloaded
+/// values included); an explicit timeout wins.
+#[test]
+fn drain_timeout_defaults_to_the_services_config() -> Result<()> {
+    let bed = Bed::new("live-drain-cfg")?;
+    let _inside = bed.ns.enter()?;
+    let mut lb = load(&bed)?;
+    let timeout = |lb: &Balancer, b: &str| {
+        service(lb, "web").backends.iter().find(|x| x.addr == addr(b)).and_then(|x| x.drain).map(|d| d.timeout)
+    };
+    lb.drain("web", addr("10.200.10.12:80"), None, Instant::now())?;
+    ensure!(timeout(&lb, "10.200.10.12:80") == Some(Duration::from_secs(300)), "no drain_timeout in the file: 300 s");
+    lb.undrain("web", addr("10.200.10.12:80"))?;
+
+    let with_42 = CONFIG.replacen("table_size = 4099\n", "table_size = 4099\ndrain_timeout = 42\n", 1);
+    let lines = lb.reconcile(&Config::parse(&with_42)?)?;
+    ensure!(lines == ["service web: drain_timeout 300 s -> 42 s"], "{lines:?}");
+    lb.drain("web", addr("10.200.10.12:80"), None, Instant::now())?;
+    ensure!(timeout(&lb, "10.200.10.12:80") == Some(Duration::from_secs(42)), "drain took {:?}", timeout(&lb, "10.200.10.12:80"));
+    // Now the file's 42 s, not the built-in 300 s, is what a drain started 43 s ago has exceeded.
+    let removed = lb.finish_drains(Instant::now() + Duration::from_secs(43), None)?;
+    ensure!(removed.len() == 1 && removed[0].contains("drain timeout of 42 s passed"), "{removed:?}");
+    lb.reconcile(&Config::parse(&with_42)?)?;
+    lb.drain("web", addr("10.200.10.12:80"), Some(Duration::from_secs(7)), Instant::now())?;
+    ensure!(timeout(&lb, "10.200.10.12:80") == Some(Duration::from_secs(7)), "an explicit timeout must win");
+    Ok(())
 }

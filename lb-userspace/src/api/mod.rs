@@ -26,7 +26,7 @@ pub enum Request {
     BackendAdd { service: String, backend: SocketAddr, weight: u32 },
     BackendRemove { service: String, backend: SocketAddr },
     BackendWeight { service: String, backend: SocketAddr, weight: u32 },
-    /// `timeout_secs`: None for the default drain timeout.
+    /// `timeout_secs`: None for the service's `drain_timeout`.
     BackendDrain { service: String, backend: SocketAddr, timeout_secs: Option<u64> },
     BackendUndrain { service: String, backend: SocketAddr },
     /// `toml`: a config file's text with exactly one [[service]].

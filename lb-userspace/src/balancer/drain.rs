@@ -10,15 +10,13 @@ use std::{
 use super::{Balancer, Drain, LiveError, publish};
 use crate::dataplane::SessionCounts;
 
-/// How long a drain may last when the operator gives no `--timeout`.
-pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
-
 impl Balancer {
     /// Stops new flows to a backend while its sessions go on: out of the table and the
-    /// in-service list, UP flag kept; `finish_drains` removes it. Draining a draining backend
-    /// restarts its clock with `timeout`.
-    pub fn drain(&mut self, service: &str, addr: SocketAddr, timeout: Duration, now: Instant) -> Result<Vec<String>, LiveError> {
+    /// in-service list, UP flag kept; `finish_drains` removes it at the latest after `timeout`
+    /// (None: the service's `drain_timeout`). Draining a draining backend restarts its clock.
+    pub fn drain(&mut self, service: &str, addr: SocketAddr, timeout: Option<Duration>, now: Instant) -> Result<Vec<String>, LiveError> {
         let (i, j) = self.locate(service, addr)?;
+        let timeout = timeout.unwrap_or(self.services[i].config.drain_timeout);
         let done = format!(
             "service {service}: backend {addr} draining: no new flows; removed once no session \
              uses it, at the latest in {} s",

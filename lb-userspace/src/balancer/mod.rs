@@ -22,7 +22,6 @@ mod reconcile;
 pub use addr::{flow_key, ip_raw, service_key};
 pub use error::LiveError;
 pub use explain::{Explanation, SessionView};
-pub use drain::DEFAULT_DRAIN_TIMEOUT;
 pub use publish::{build_table, in_service_ids};
 
 use std::{

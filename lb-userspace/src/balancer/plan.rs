@@ -174,6 +174,7 @@ fn describe(old: &ServiceState, next: &ServiceState) -> Vec<String> {
     setting("forwarding", o.forwarding.as_str().into(), n.forwarding.as_str().into());
     setting("hash_key", o.hash_key.as_str().into(), n.hash_key.as_str().into());
     setting("table_size", o.table_size.to_string(), n.table_size.to_string());
+    setting("drain_timeout", format!("{} s", o.drain_timeout.as_secs()), format!("{} s", n.drain_timeout.as_secs()));
     if o.health != n.health {
         lines.push(format!("service {name}: health check settings changed (its checks restart)"));
     }

@@ -29,6 +29,10 @@ pub const DEFAULT_HEALTH_FALL: u32 = 3;
 /// Backend weight when the file gives none, and the largest one allowed.
 pub const DEFAULT_WEIGHT: u32 = 1;
 pub const MAX_WEIGHT: u32 = 1000;
+/// How long a drain may last when `lb backend drain` gives no `--timeout` and the service no
+/// `drain_timeout`; and the longest `drain_timeout` the file may set.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+pub const MAX_DRAIN_TIMEOUT: Duration = Duration::from_secs(86_400);
 /// Largest `ring_points`; the default is `crate::hashing::DEFAULT_RING_POINTS`.
 pub const MAX_RING_POINTS_PER_WEIGHT: u32 = 1000;
 
@@ -53,6 +57,10 @@ pub struct ServiceConfig {
     /// How the table's slots are given to backends; written as `scheduler` and `ring_points`.
     #[serde(flatten)]
     pub scheduler: SchedulerConfig,
+    /// How long a drain lasts at most when the operator gives no timeout (`drain_timeout`,
+    /// whole seconds).
+    #[serde(rename = "drain_timeout", serialize_with = "as_secs")]
+    pub drain_timeout: Duration,
     pub health: HealthConfig,
     #[serde(rename = "backend")]
     pub backends: Vec<BackendConfig>,
@@ -243,6 +251,10 @@ impl Config {
             toml::from_str(text).map_err(|e| ConfigError::from_toml(text, &e))?;
         validate::config(raw)
     }
+}
+
+fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
 }
 
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -26,6 +26,8 @@ pub(super) struct RawService {
     pub table_size: Option<i64>,
     pub scheduler: Option<RawScheduler>,
     pub ring_points: Option<i64>,
+    /// Seconds.
+    pub drain_timeout: Option<i64>,
     pub health: Option<RawHealth>,
     #[serde(default)]
     pub backend: Vec<RawBackend>,

@@ -48,6 +48,7 @@ fn example_file_parses() {
     assert_eq!(web.health.kind, HealthKind::Http);
     assert_eq!(web.health.path.as_deref(), Some("/healthz"));
     assert_eq!(web.backends[0].weight, 2);
+    assert_eq!(web.drain_timeout, Duration::from_secs(120));
     assert_eq!(
         cfg.services[1].scheduler,
         SchedulerConfig::Ring {
@@ -82,6 +83,8 @@ fn defaults_are_applied() {
     assert_eq!(s.forwarding, Forwarding::Dsr);
     assert_eq!(s.hash_key, HashKey::FiveTuple);
     assert_eq!(s.table_size, 65537);
+    assert_eq!(s.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
+    assert_eq!(s.drain_timeout, Duration::from_secs(300));
     assert_eq!(s.health, HealthConfig::default());
     assert_eq!(s.health.interval, Duration::from_secs(2));
     assert_eq!(s.health.timeout, Duration::from_secs(1));
@@ -94,6 +97,25 @@ fn defaults_are_applied() {
             weight: 1
         }]
     );
+}
+
+#[test]
+fn drain_timeout_is_read_in_seconds_and_bounded() {
+    let with = |v: &str| WEB.replace("forwarding = \"nat\"", &format!("forwarding = \"nat\"\ndrain_timeout = {v}"));
+    let secs = |v: &str| Config::parse(&with(v)).expect("valid").services[0].drain_timeout;
+    assert_eq!(secs("1"), Duration::from_secs(1));
+    assert_eq!(secs("86400"), Duration::from_secs(86_400));
+    for bad in ["0", "-5", "86401"] {
+        let e = rejects(&with(bad), &[r#"service[0] "web""#, &format!("drain_timeout {bad} must be 1..=86400 seconds"), "default 300"]);
+        assert!(!e.contains("line"), "a range error is judged by validate, not serde: {e}");
+    }
+    // A unit in the value is a type error that names the field and the text.
+    rejects(&with("\"5m\""), &["drain_timeout", "5m", "integer"]);
+    // Live changes re-serialize the running config: the value must survive that.
+    let cfg = Config::parse(&with("45")).expect("valid");
+    let text = toml::to_string(&cfg).expect("serializable");
+    assert!(text.contains("drain_timeout = 45"), "{text}");
+    assert_eq!(Config::parse(&text).expect("round trip"), cfg);
 }
 
 #[test]

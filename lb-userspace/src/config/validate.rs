@@ -135,9 +135,26 @@ fn service(i: usize, rs: RawService) -> Result<ServiceConfig> {
         hash_key: rs.hash_key.unwrap_or_default(),
         table_size,
         scheduler,
+        drain_timeout: drain_timeout(&at, rs.drain_timeout)?,
         health: health(&format!("{at}: health"), rs.health.unwrap_or_default())?,
         backends,
     })
+}
+
+/// `drain_timeout` in seconds: at least one (a drain must give sessions a chance), at most a day.
+fn drain_timeout(at: &str, raw: Option<i64>) -> Result<Duration> {
+    let Some(secs) = raw else { return Ok(DEFAULT_DRAIN_TIMEOUT) };
+    let max = MAX_DRAIN_TIMEOUT.as_secs() as i64;
+    if !(1..=max).contains(&secs) {
+        return Err(ConfigError::invalid(
+            at,
+            format!(
+                "drain_timeout {secs} must be 1..={max} seconds; leave it out for the default {}",
+                DEFAULT_DRAIN_TIMEOUT.as_secs()
+            ),
+        ));
+    }
+    Ok(Duration::from_secs(secs as u64))
 }
 
 fn valid_name(name: &str) -> bool {

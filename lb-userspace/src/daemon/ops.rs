@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use super::{explain, preflight, state::Daemon, status};
 use crate::{
     api::{Request, Response},
-    balancer::{DEFAULT_DRAIN_TIMEOUT, flow_key},
+    balancer::flow_key,
     config::Config,
 };
 
@@ -48,8 +48,7 @@ impl Daemon {
             Request::BackendRemove { service, backend } => b.remove_backend(&service, backend)?,
             Request::BackendWeight { service, backend, weight } => b.set_weight(&service, backend, weight)?,
             Request::BackendDrain { service, backend, timeout_secs } => {
-                let timeout = timeout_secs.map_or(DEFAULT_DRAIN_TIMEOUT, Duration::from_secs);
-                let mut lines = b.drain(&service, backend, timeout, Instant::now())?;
+                let mut lines = b.drain(&service, backend, timeout_secs.map(Duration::from_secs), Instant::now())?;
                 lines.push(self.sessions_left(&service, backend)?);
                 lines
             }

@@ -9,7 +9,7 @@ use lb_common::{
     Session, in_service_index, lookup_index,
 };
 
-use super::{Dataplane, DataplaneError};
+use super::{Dataplane, DataplaneError, banks::Bank};
 
 /// Takes map `name` out of the object as the typed handle `T`.
 pub(super) fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DataplaneError>
@@ -31,12 +31,27 @@ impl Dataplane {
     /// atomic switch to whatever banks `info` names.
     pub fn set_service(&mut self, key: &ServiceKey, info: &ServiceInfo) -> Result<(), DataplaneError> {
         self.service_filter.add(key)?;
-        self.services.insert(key, info, 0).map_err(write("SERVICES"))
+        self.services.insert(key, info, 0).map_err(write("SERVICES"))?;
+        let now = self.grace.epoch();
+        self.banks.set(*key, *info, now);
+        Ok(())
     }
 
     pub fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
         self.services.remove(key).map_err(write("SERVICES"))?;
+        let now = self.grace.epoch();
+        self.banks.remove(key, now);
         self.service_filter.remove(key)
+    }
+
+    /// Before a bank that was live is written again: waits until no program run can still be
+    /// reading it (once per batch of changes: one grace period covers every bank retired before
+    /// it started).
+    fn quiesce(&mut self, bank: Bank) -> Result<(), DataplaneError> {
+        if let Some(retired) = self.banks.take_retired(bank) {
+            self.grace.wait_past(retired)?;
+        }
+        Ok(())
     }
 
     pub fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), DataplaneError> {
@@ -47,9 +62,11 @@ impl Dataplane {
         self.backends.get(&id, 0).map_err(write("BACKENDS"))
     }
 
-    /// Fills bank `bank` of the service's server index table. The bank must not be live.
+    /// Fills bank `bank` of the service's server index table. The bank must not be live; if it
+    /// was live before, this first waits out the program runs that may still read it.
     pub fn write_lookup(&mut self, service_id: u32, bank: u32, table: &[u32]) -> Result<(), DataplaneError> {
         assert!(table.len() <= MAX_TABLE_SIZE as usize, "table larger than MAX_TABLE_SIZE");
+        self.quiesce(Bank::Lookup(service_id, bank))?;
         self.lookup.write(lookup_index(service_id, bank, 0), table);
         Ok(())
     }
@@ -59,9 +76,11 @@ impl Dataplane {
         Ok(self.lookup.read(lookup_index(service_id, bank, slot)))
     }
 
-    /// Fills bank `bank` of the service's in-service list. The bank must not be live.
+    /// Fills bank `bank` of the service's in-service list. The bank must not be live; if it was
+    /// live before, this first waits out the program runs that may still read it.
     pub fn write_in_service(&mut self, service_id: u32, bank: u32, ids: &[u32]) -> Result<(), DataplaneError> {
         assert!(ids.len() <= MAX_SERVICE_BACKENDS as usize, "list longer than MAX_SERVICE_BACKENDS");
+        self.quiesce(Bank::InService(service_id, bank))?;
         for (i, id) in ids.iter().enumerate() {
             self.in_service
                 .set(in_service_index(service_id, bank, i as u32), id, 0)

@@ -2,8 +2,10 @@
 //! services and backends; this module speaks in map entries.
 
 mod attach;
+mod banks;
 mod counters;
 mod filter;
+mod grace;
 mod live;
 mod lookup_memory;
 mod maps;
@@ -56,6 +58,9 @@ pub struct Dataplane {
     services: HashMap<MapData, ServiceKey, ServiceInfo>,
     service_filter: filter::KeyBitmap,
     lookup: lookup_memory::LookupMemory,
+    /// Banks that were live, and the grace periods that make them safe to rewrite.
+    banks: banks::Banks,
+    grace: grace::Grace,
     in_service: Array<MapData, u32>,
     backends: Array<MapData, Backend>,
     sessions: HashMap<MapData, FlowKey, Session>,
@@ -87,6 +92,8 @@ impl Dataplane {
                 ebpf.take_map("LOOKUP")
                     .ok_or_else(|| DataplaneError::Map { name: "LOOKUP", detail: "not in the object".into() })?,
             )?,
+            banks: banks::Banks::default(),
+            grace: grace::Grace::new()?,
             in_service: maps::take(&mut ebpf, "IN_SERVICE")?,
             backends: maps::take(&mut ebpf, "BACKENDS")?,
             sessions: maps::take(&mut ebpf, "SESSIONS")?,
@@ -106,6 +113,17 @@ impl Dataplane {
     /// The loaded XDP program (for BPF_PROG_TEST_RUN in tests and benchmarks).
     pub fn program(&mut self) -> &mut Xdp {
         self.ebpf.program_mut(PROGRAM).and_then(|p| p.try_into().ok()).expect("loaded in Dataplane::load")
+    }
+
+    /// Waits for one RCU grace period: every program run that started before the call has
+    /// finished when it returns (the bench times it; bank writes call it when they need it).
+    pub fn wait_for_readers(&mut self) -> Result<(), DataplaneError> {
+        self.grace.wait()
+    }
+
+    /// Grace periods waited for since load, and the total time spent waiting.
+    pub fn grace_waits(&self) -> (u64, std::time::Duration) {
+        self.grace.stats()
     }
 
     /// The whole object, for the benchmark harness's own programs and maps.

@@ -74,6 +74,7 @@ async fn run(
             service: key.0.clone(),
             backend,
             health,
+            check: checks,
             detail: detail(health, &cfg, &result),
         };
         if events.send(event).is_err() {
@@ -116,11 +117,10 @@ fn detail(health: Health, cfg: &HealthConfig, result: &CheckResult) -> String {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
-    use std::time::Instant;
 
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
     use tokio::sync::mpsc;
 
@@ -146,63 +146,70 @@ mod tests {
             .expect("channel open")
     }
 
-    #[tokio::test]
-    async fn comes_up_then_goes_down_after_fall_failures() {
+    /// An HTTP health endpoint that answers 200 while `healthy` is set and 503 after, and logs
+    /// each answer in the order the probes came (probes of one backend never overlap).
+    async fn switchable_server(healthy: Arc<AtomicBool>, answers: Arc<Mutex<Vec<bool>>>) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let target = listener.local_addr().expect("addr");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 512];
+                let _ = s.read(&mut buf).await;
+                let ok = healthy.load(Ordering::SeqCst);
+                answers.lock().expect("lock").push(ok);
+                let line = if ok { "HTTP/1.0 200 OK\r\n\r\n" } else { "HTTP/1.0 503 Service Unavailable\r\n\r\n" };
+                let _ = s.write_all(line.as_bytes()).await;
+            }
+        });
+        addr
+    }
+
+    /// Rise and fall are counted in probes, not time: a new backend comes up at its first
+    /// success (fast start), goes down at exactly the `fall`-th failure after its last success,
+    /// and comes back at exactly the `rise`-th success after its last failure; every event is
+    /// sent by the probe that completes the streak, none later.
+    #[tokio::test]
+    async fn goes_down_at_the_fall_th_failure_and_up_at_the_rise_th_success() {
+        let (healthy, answers) = (Arc::new(AtomicBool::new(true)), Arc::new(Mutex::new(Vec::new())));
+        let target = switchable_server(healthy.clone(), answers.clone()).await;
         // The backend's service address differs from the probed one (a health port).
         let backend: SocketAddr = "127.0.0.1:1".parse().expect("addr");
-        let server = tokio::spawn(async move { while listener.accept().await.is_ok() {} });
         let status: StatusTable = Arc::new(Mutex::new(HashMap::new()));
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let interval = 50;
-        let task = spawn_checker(
-            "web".into(),
-            backend,
-            target,
-            cfg(interval, 40, 2, 3),
-            Health::Down,
-            tx,
-            status.clone(),
-        );
+        let mut c = cfg(100, 90, 2, 3);
+        c.kind = HealthKind::Http;
+        c.path = Some("/healthz".into());
+        let task = spawn_checker("web".into(), backend, target, c, Health::Down, tx, status.clone());
 
         let up = next_event(&mut rx).await;
-        assert_eq!(
-            (up.service.as_str(), up.backend, up.health),
-            ("web", backend, Health::Up)
-        );
+        assert_eq!((up.service.as_str(), up.backend, up.health), ("web", backend, Health::Up));
+        assert_eq!(up.check, 1, "a new backend is up at its first success: {up:?}");
+        assert!(answers.lock().expect("lock")[0]);
 
-        // Kill the backend; time the way out from the moment it can no longer answer.
-        server.abort();
-        let _ = server.await;
-        let killed = Instant::now();
+        // The backend starts failing. Whatever probe was in flight, every answer after the last
+        // 200 is a 503, so the way down is exactly three probes long.
+        healthy.store(false, Ordering::SeqCst);
         let down = next_event(&mut rx).await;
-        let took = killed.elapsed();
         assert_eq!(down.health, Health::Down);
-        assert!(
-            down.detail.contains("3 checks failed in a row"),
-            "{}",
-            down.detail
-        );
-        // Three failed probes are at most three intervals after the kill, plus scheduling slack.
-        assert!(
-            took < Duration::from_millis(3 * interval + 1000),
-            "down after {took:?}"
-        );
+        assert!(down.detail.contains("3 checks failed in a row"), "{}", down.detail);
+        let log = answers.lock().expect("lock").clone();
+        let successes = log.iter().take_while(|ok| **ok).count() as u64;
+        assert!(log[successes as usize..].iter().all(|ok| !ok), "a 200 after a 503: {log:?}");
+        assert_eq!(down.check, successes + 3, "down at the 3rd failure after {successes} successes: {down:?}, answers {log:?}");
+        let s = status.lock().expect("lock").get(&("web".to_string(), backend)).cloned().expect("status entry");
+        assert_eq!((s.health, s.last_ok), (Health::Down, Some(false)));
+        assert!(s.checks >= down.check, "{s:?}");
+        assert!(s.last_error.is_some_and(|e| e.contains(&target.to_string()) && e.contains("503")));
 
-        let s = status
-            .lock()
-            .expect("lock")
-            .get(&("web".to_string(), backend))
-            .cloned()
-            .expect("status entry");
-        assert_eq!(s.health, Health::Down);
-        assert_eq!(s.last_ok, Some(false));
-        assert!(s.checks >= 4, "{s:?}");
-        assert!(
-            s.last_error
-                .is_some_and(|e| e.contains(&target.to_string()))
-        );
+        // Back: having been up once, it needs the full rise = 2 successes.
+        healthy.store(true, Ordering::SeqCst);
+        let up = next_event(&mut rx).await;
+        assert_eq!(up.health, Health::Up);
+        let log = answers.lock().expect("lock").clone();
+        let failures = log.iter().skip(successes as usize).take_while(|ok| !**ok).count() as u64;
+        assert_eq!(up.check, successes + failures + 2, "up at the 2nd success after the last failure: {up:?}, answers {log:?}");
+        // Exactly three transitions: no flap in between.
+        assert!(rx.try_recv().is_err(), "an extra event");
         task.abort();
     }
 

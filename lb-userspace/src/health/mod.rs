@@ -35,6 +35,9 @@ pub struct HealthEvent {
     /// The backend's service address (where its traffic goes), not the address checked.
     pub backend: SocketAddr,
     pub health: Health,
+    /// The check (counted from 1 since the checker started, as `BackendHealthStatus::checks`)
+    /// that completed the rise or fall streak.
+    pub check: u64,
     /// Why, for logs: e.g. "3 checks failed in a row; last: connect to 10.0.1.11:80: ...".
     pub detail: String,
 }
