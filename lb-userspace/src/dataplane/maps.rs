@@ -30,9 +30,14 @@ impl Dataplane {
     /// Makes `info` the live definition of the service at `key`. One map update: this is the
     /// atomic switch to whatever banks `info` names.
     pub fn set_service(&mut self, key: &ServiceKey, info: &ServiceInfo) -> Result<(), DataplaneError> {
+        self.quiesce_services()?;
+        let replaces = self.service_filter.contains(key);
         self.service_filter.add(key)?;
         self.services.insert(key, info, 0).map_err(write("SERVICES"))?;
         let now = self.grace.epoch();
+        if replaces {
+            self.services_freed = Some(now);
+        }
         self.banks.set(*key, *info, now);
         Ok(())
     }
@@ -40,8 +45,20 @@ impl Dataplane {
     pub fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
         self.services.remove(key).map_err(write("SERVICES"))?;
         let now = self.grace.epoch();
+        self.services_freed = Some(now);
         self.banks.remove(key, now);
         self.service_filter.remove(key)
+    }
+
+    /// SERVICES is a preallocated hash: replacing or removing an entry hands its element back
+    /// to the kernel's free list at once, and the next SERVICES write may fill it while a
+    /// program run is still copying the old entry. So a write after such a release first waits
+    /// out a grace period (usually already passed: every bank write waits for one).
+    fn quiesce_services(&mut self) -> Result<(), DataplaneError> {
+        if let Some(freed) = self.services_freed.take() {
+            self.grace.wait_past(freed)?;
+        }
+        Ok(())
     }
 
     /// Before a bank that was live is written again: waits until no program run can still be

@@ -61,6 +61,8 @@ pub struct Dataplane {
     /// Banks that were live, and the grace periods that make them safe to rewrite.
     banks: banks::Banks,
     grace: grace::Grace,
+    /// Epoch when a SERVICES element was last released (see `quiesce_services`).
+    services_freed: Option<grace::Epoch>,
     in_service: Array<MapData, u32>,
     backends: Array<MapData, Backend>,
     sessions: HashMap<MapData, FlowKey, Session>,
@@ -94,6 +96,7 @@ impl Dataplane {
             )?,
             banks: banks::Banks::default(),
             grace: grace::Grace::new()?,
+            services_freed: None,
             in_service: maps::take(&mut ebpf, "IN_SERVICE")?,
             backends: maps::take(&mut ebpf, "BACKENDS")?,
             sessions: maps::take(&mut ebpf, "SESSIONS")?,
