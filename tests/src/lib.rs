@@ -28,7 +28,8 @@ pub mod topology;
 
 pub use child::ChildGuard;
 pub use netns::{Netns, NetnsGuard, list_netns};
-pub mod fib_env;
+pub mod fib_bed;
 pub mod daemon;
 pub mod table_bench;
 pub mod xdp_pass;
+pub mod xdp_test_run;

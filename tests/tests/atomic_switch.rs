@@ -11,9 +11,6 @@
 //! no single version would. Run as root: `cargo test -p lb-tests --test atomic_switch`.
 
 #[allow(dead_code)]
-#[path = "fixtures/bed.rs"]
-mod bed;
-#[allow(dead_code)]
 #[path = "fixtures/frames.rs"]
 mod frames;
 
@@ -23,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use aya::programs::{TestRun, TestRunOptions, Xdp};
+use aya::programs::Xdp;
 use aya_obj::programs::XdpAttachType;
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use lb::balancer::Balancer;
@@ -32,7 +29,8 @@ use lb::config::Config;
 use lb::dataplane::Dataplane;
 use lb_common::{FlowKey, HASH_FIELDS_MASK, ServiceInfo, flow_hash, second_choice, table_slot};
 
-use bed::{Bed, XDP_DROP, XDP_TX};
+use lb_tests::fib_bed::FibBed;
+use lb_tests::xdp_test_run::{XDP_DROP, XDP_TX, run_xdp};
 use frames::Frame;
 
 const VIP: &str = "10.200.99.1:80";
@@ -137,8 +135,8 @@ fn explains(versions: &[Version], o: &Observation, v: &Version, flow: &FlowKey) 
 }
 
 /// The program's answer for one frame: the backend a NAT SYN was rewritten to, None if dropped.
-fn run(reader: &Xdp, ctx: &[u8], frame: &[u8], out: &mut [u8]) -> Result<Option<SocketAddr>> {
-    let r = reader.test_run(TestRunOptions { data_in: Some(frame), data_out: Some(out), ctx_in: Some(ctx), ..Default::default() })?;
+fn run(reader: &Xdp, ingress_ifindex: u32, frame: &[u8], out: &mut [u8]) -> Result<Option<SocketAddr>> {
+    let r = run_xdp(reader, ingress_ifindex, frame, out, 1)?;
     match r.return_value {
         XDP_TX => {
             let p = SlicedPacket::from_ethernet(&out[..r.data_size_out as usize])?;
@@ -225,7 +223,7 @@ impl Drop for StopOnDrop<'_> {
 
 #[test]
 fn a_reader_never_observes_a_mixed_table() -> Result<()> {
-    let bed = Bed::new("atomic-switch")?;
+    let bed = FibBed::new("atomic-switch")?;
     let _inside = bed.ns.enter()?;
     let mut dp = Dataplane::load()?;
     dp.allow_egress(bed.a0.ifindex)?;
@@ -253,9 +251,8 @@ fn a_reader_never_observes_a_mixed_table() -> Result<()> {
             let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
             while !stop.load(SeqCst) {
                 let flow = rng.next(bytes.len());
-                let ctx = lb_tests::fib_env::xdp_md(bytes[flow].len(), bed.a0.ifindex);
                 let first = done.load(SeqCst);
-                let backend = run(&reader, &ctx, &bytes[flow], &mut out)?;
+                let backend = run(&reader, bed.a0.ifindex, &bytes[flow], &mut out)?;
                 let last = started.load(SeqCst);
                 seen.push(Observation { flow, first, last, backend });
             }

@@ -22,7 +22,9 @@ use lb::config::{Config, Forwarding};
 use lb::dataplane::{Counters, Dataplane};
 use lb_common::{Event, Outcome};
 
-use bed::{Bed, Check, Expect, Fixture, XDP_REDIRECT, XDP_TX, execute, test_run};
+use bed::{Check, Expect, Fixture, execute};
+use lb_tests::fib_bed::FibBed;
+use lb_tests::xdp_test_run::{XDP_REDIRECT, XDP_TX, test_run, verdict_name};
 use frames::{Frame, L4};
 
 /// Every service the fixtures address. table_size 4099 (a prime) keeps loading quick.
@@ -143,7 +145,7 @@ const CLIENT6: &str = "fd00:200:10::2";
 
 /// Loads the program inside the bed's namespace (the caller must have entered it) and installs
 /// CONFIG with every backend up. Redirects may go to a0 and b0, not to c0.
-fn load(bed: &Bed) -> Result<Balancer> {
+fn load(bed: &FibBed) -> Result<Balancer> {
     let mut dp = Dataplane::load()?;
     dp.allow_egress(bed.a0.ifindex)?;
     dp.allow_egress(bed.b0.ifindex)?;
@@ -163,13 +165,13 @@ struct Sent {
 }
 
 struct Ctx<'a> {
-    bed: &'a Bed,
+    bed: &'a FibBed,
     lb: &'a Balancer,
     sent: &'a HashMap<String, Sent>,
 }
 
 type Build = Box<dyn Fn(&Ctx, &str) -> Result<(Fixture, Option<Sent>)>>;
-type Act = Box<dyn Fn(&mut Balancer, &mut Bed, &HashMap<String, Sent>) -> Result<()>>;
+type Act = Box<dyn Fn(&mut Balancer, &mut FibBed, &HashMap<String, Sent>) -> Result<()>>;
 
 enum Step {
     Run(String, Build),
@@ -726,7 +728,7 @@ fn dropped(
     name: &str,
     frame: Frame,
     outcome: Outcome,
-    expect: impl Fn(&Frame, &Bed) -> Result<(Expect, Vec<Check>)> + 'static,
+    expect: impl Fn(&Frame, &FibBed) -> Result<(Expect, Vec<Check>)> + 'static,
 ) -> Step {
     run(name, move |ctx, name| {
         let (output, checks) = expect(&frame, ctx.bed)?;
@@ -745,7 +747,7 @@ fn patch(mut frame: Vec<u8>, at: usize, value: u8) -> Vec<u8> {
 #[test]
 fn packet_fixtures() -> Result<()> {
     let started = Instant::now();
-    let mut bed = Bed::new("fixtures")?;
+    let mut bed = FibBed::new("fixtures")?;
     let _inside = bed.ns.enter()?;
     let mut lb = load(&bed)?;
 
@@ -813,7 +815,7 @@ impl XorShift {
 
 /// The backend a forwarded frame went to: for NAT its destination address:port, for DSR the
 /// neighbour whose MAC is its destination MAC.
-fn backend_of(bed: &Bed, frame: &[u8], nat: bool, port: u16) -> Result<SocketAddr> {
+fn backend_of(bed: &FibBed, frame: &[u8], nat: bool, port: u16) -> Result<SocketAddr> {
     if !nat {
         let mac: [u8; 6] = frame[..6].try_into()?;
         let ip = bed.neighbour_by_mac(mac).with_context(|| format!("destination MAC {mac:02x?} is no neighbour's"))?;
@@ -837,7 +839,7 @@ fn backend_of(bed: &Bed, frame: &[u8], nat: bool, port: u16) -> Result<SocketAdd
 fn explain_agrees_with_the_kernel_for_1000_random_flows() -> Result<()> {
     const FLOWS: usize = 1000;
     let started = Instant::now();
-    let bed = Bed::new("explain")?;
+    let bed = FibBed::new("explain")?;
     let _inside = bed.ns.enter()?;
     let mut lb = load(&bed)?;
     let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
@@ -895,7 +897,7 @@ fn explain_agrees_with_the_kernel_for_1000_random_flows() -> Result<()> {
                 let got = if run.verdict == XDP_TX || run.verdict == XDP_REDIRECT {
                     backend_of(&bed, &run.output, nat, vip.port()).map(|a| a.to_string()).unwrap_or_else(|e| format!("{e:#}"))
                 } else {
-                    format!("verdict {}", bed::verdict_name(run.verdict))
+                    format!("verdict {}", verdict_name(run.verdict))
                 };
                 if got != predicted.to_string() && disagreements.len() < 20 {
                     disagreements.push(format!(

@@ -6,9 +6,6 @@
 //! Run as root: `cargo test -p lb-tests --test live_maps -- --nocapture`.
 
 #[allow(dead_code)]
-#[path = "fixtures/bed.rs"]
-mod bed;
-#[allow(dead_code)]
 #[path = "fixtures/frames.rs"]
 mod frames;
 
@@ -22,7 +19,8 @@ use lb::config::Config;
 use lb::dataplane::Dataplane;
 use lb_common::{BACKEND_F_UP, Backend, FlowKey, ServiceInfo, ServiceKey, Session};
 
-use bed::{Bed, XDP_PASS, XDP_TX, test_run};
+use lb_tests::fib_bed::FibBed;
+use lb_tests::xdp_test_run::{XDP_PASS, XDP_TX, test_run};
 use frames::Frame;
 
 /// Two DSR services whose backends sit on the bed's a0 subnet (verdict TX). Small prime tables
@@ -53,7 +51,7 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().expect("socket address")
 }
 
-fn load(bed: &Bed) -> Result<Balancer> {
+fn load(bed: &FibBed) -> Result<Balancer> {
     let mut dp = Dataplane::load()?;
     dp.allow_egress(bed.a0.ifindex)?;
     Ok(Balancer::new(dp, &Config::parse(CONFIG)?, InitialHealth::Up)?)
@@ -71,7 +69,7 @@ fn established_flows(vip: &str, first_port: u16, n: u16) -> Vec<Frame> {
 
 /// Runs every frame through the program after asking `explain` where it will go, and fails on
 /// the first disagreement. Returns the backend address each one reached (None: not forwarded).
-fn send(lb: &mut Balancer, bed: &Bed, frames: &[Frame]) -> Result<Vec<Option<IpAddr>>> {
+fn send(lb: &mut Balancer, bed: &FibBed, frames: &[Frame]) -> Result<Vec<Option<IpAddr>>> {
     frames
         .iter()
         .map(|f| {
@@ -139,7 +137,7 @@ fn table_share(lb: &Balancer, name: &str, backend: &str) -> f64 {
 #[test]
 fn changes_land_in_the_maps_and_established_flows_keep_their_backend() -> Result<()> {
     let started = Instant::now();
-    let bed = Bed::new("live-maps")?;
+    let bed = FibBed::new("live-maps")?;
     let _inside = bed.ns.enter()?;
     let mut lb = load(&bed)?;
     check_maps(&lb, "web")?;
@@ -301,7 +299,7 @@ type Change = Box<dyn Fn(&mut Balancer) -> Result<Vec<String>, LiveError>>;
 
 #[test]
 fn refused_changes_leave_every_map_byte_identical() -> Result<()> {
-    let bed = Bed::new("live-refused")?;
+    let bed = FibBed::new("live-refused")?;
     let _inside = bed.ns.enter()?;
     let mut lb = load(&bed)?;
     lb.add_backend("web", addr("10.200.10.13:80"), 2)?;
@@ -351,7 +349,7 @@ fn refused_changes_leave_every_map_byte_identical() -> Result<()> {
 
 #[test]
 fn reconcile_writes_only_the_services_that_changed() -> Result<()> {
-    let bed = Bed::new("live-reconcile")?;
+    let bed = FibBed::new("live-reconcile")?;
     let _inside = bed.ns.enter()?;
     let mut lb = load(&bed)?;
     ensure!(lb.reconcile(&Config::parse(CONFIG)?)?.is_empty(), "the same config changed something");
@@ -392,7 +390,7 @@ fn snapshot_service(lb: &Balancer, name: &str) -> Result<(ServiceInfo, Vec<u32>)
 /// needs exactly one, also when it flips two services.
 #[test]
 fn reusing_a_bank_waits_one_grace_period_per_change() -> Result<()> {
-    let bed = Bed::new("live-grace")?;
+    let bed = FibBed::new("live-grace")?;
     let _inside = bed.ns.enter()?;
     let mut lb = load(&bed)?;
     let waits = |lb: &Balancer| lb.dataplane().grace_waits().0;
@@ -430,7 +428,7 @@ fn reusing_a_bank_waits_one_grace_period_per_change() -> Result<()> {
 /// values included); an explicit timeout wins.
 #[test]
 fn drain_timeout_defaults_to_the_services_config() -> Result<()> {
-    let bed = Bed::new("live-drain-cfg")?;
+    let bed = FibBed::new("live-drain-cfg")?;
     let _inside = bed.ns.enter()?;
     let mut lb = load(&bed)?;
     let timeout = |lb: &Balancer, b: &str| {

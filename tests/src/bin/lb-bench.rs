@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use anyhow::{Context, Result, bail, ensure};
 use aya::{
     maps::{Array, ProgramArray},
-    programs::{TestRun, TestRunOptions, Xdp},
+    programs::Xdp,
 };
 use etherparse::PacketBuilder;
 use lb::{
@@ -21,8 +21,9 @@ use lb::{
 };
 use lb_common::{BENCH_FRAME_MAX, BenchFrame, Outcome};
 use lb_tests::{
-    fib_env::{FibEnv, xdp_md},
+    fib_bed::FibBed,
     lb_config::{self, ServiceConfig},
+    xdp_test_run::run_xdp,
 };
 
 /// The bench's services: service ids 0 (dsr), 1 (nat), 2 (udp) follow this order.
@@ -136,16 +137,10 @@ impl Bench {
 
     /// Average ns per run of `program` over `repeat` runs on `frame`.
     fn time(&mut self, program: &str, frame: &[u8], repeat: u32) -> Result<(f64, u32)> {
-        let ctx = xdp_md(frame.len(), self.ingress);
+        let ingress = self.ingress;
         let mut out = vec![0u8; 512];
         let p: &mut Xdp = self.dp().ebpf_mut().program_mut(program).context("program")?.try_into()?;
-        let r = p.test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ctx_in: Some(&ctx),
-            repeat,
-            ..Default::default()
-        })?;
+        let r = run_xdp(p, ingress, frame, &mut out, repeat)?;
         Ok((r.duration.as_nanos() as f64, r.return_value))
     }
 }
@@ -154,17 +149,17 @@ fn main() -> Result<()> {
     let repeat: u32 = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(1_000_000);
     // Optional: only the cases whose name contains this (e.g. to profile one path with perf).
     let only = std::env::args().nth(2);
-    let env = FibEnv::new("bench")?;
-    let _inside = env.ns.enter()?;
+    let bed = FibBed::new("bench")?;
+    let _inside = bed.ns.enter()?;
     let mut dp = Dataplane::load()?;
     for name in ["lb_bench_harness", "lb_bench_null"] {
         let p: &mut Xdp = dp.ebpf_mut().program_mut(name).context(name)?.try_into()?;
         p.load()?;
     }
-    dp.allow_egress(env.a0_ifindex)?;
+    dp.allow_egress(bed.a0.ifindex)?;
     let config = Config::parse(&lb_config::render(&services()?))?;
     let balancer = Balancer::new(dp, &config, InitialHealth::Up)?;
-    let mut bench = Bench { balancer, ingress: env.a0_ifindex };
+    let mut bench = Bench { balancer, ingress: bed.a0.ifindex };
 
     let vip = |last| Ipv4Addr::new(10, 200, 99, last);
     // The reply case answers the NAT established case's flow from the backend it goes to; that
