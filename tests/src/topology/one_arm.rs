@@ -9,24 +9,31 @@
 //! and sends the frame back out the same interface (XDP_TX); the backend, holding the VIP on
 //! `lo`, replies straight to the client.
 
+use super::common::Topology;
 use super::host::Host;
 use super::setup::{configure, fill_neighbours, prepare_host, prepare_router, subnet_addr};
 use super::switch::{Switch, port_name};
 use crate::netns::Netns;
 use anyhow::{Result, bail};
 use std::net::IpAddr;
+use std::ops::Deref;
 
 /// Third octet of the one-arm subnet (10.200.1.0/24, fd00:200:1::/64).
 pub const ONE_ARM_NET: u8 = 1;
 /// The host device name in every one-arm host.
 const DEV: &str = "eth0";
 
+/// The hosts (client, lb, backends: `Topology`'s accessors) on one segment.
 #[derive(Debug)]
 pub struct OneArm {
-    switch: Switch,
-    client: Host,
-    lb: Host,
-    backends: Vec<Host>,
+    topology: Topology,
+}
+
+impl Deref for OneArm {
+    type Target = Topology;
+    fn deref(&self) -> &Topology {
+        &self.topology
+    }
 }
 
 impl OneArm {
@@ -41,38 +48,21 @@ impl OneArm {
         let backends = (0..backends)
             .map(|i| host(&switch, &format!("backend{i}"), 11 + i as u16, false))
             .collect::<Result<Vec<_>>>()?;
-        let topo = OneArm {
+        let topology = Topology {
             switch,
             client,
             lb,
             backends,
         };
-        let segment: Vec<_> = topo.hosts().map(|h| (&h.ns, h.iface())).collect();
+        let segment: Vec<_> = topology.hosts().map(|h| (&h.ns, h.iface())).collect();
         fill_neighbours(&segment)?;
-        Ok(topo)
-    }
-
-    pub fn client(&self) -> &Host {
-        &self.client
-    }
-    pub fn lb(&self) -> &Host {
-        &self.lb
-    }
-    pub fn backends(&self) -> &[Host] {
-        &self.backends
-    }
-    pub fn backend(&self, i: usize) -> &Host {
-        &self.backends[i]
-    }
-    /// The namespace holding the bridge and every host's switch-side port.
-    pub fn switch(&self) -> &Netns {
-        &self.switch.ns
+        Ok(OneArm { topology })
     }
 
     /// The switch-side peer of the lb's `eth0`. Native XDP_TX on a veth is dropped unless this
     /// peer has an XDP program of its own: attach an XDP_PASS program here.
     pub fn lb_peer(&self) -> (&Netns, &str) {
-        (&self.switch.ns, "p-lb")
+        (self.switch(), "p-lb")
     }
 
     /// Makes `vip` a DSR service address: on every backend's `lo` (/32 or /128) with
@@ -106,19 +96,6 @@ impl OneArm {
             DEV,
         ])?;
         Ok(())
-    }
-
-    /// Every host (client, lb, backends; not the switch).
-    pub fn hosts(&self) -> impl Iterator<Item = &Host> {
-        [&self.client, &self.lb].into_iter().chain(&self.backends)
-    }
-
-    /// Names of every namespace this topology owns (switch included).
-    pub fn namespace_names(&self) -> Vec<String> {
-        std::iter::once(self.switch().name())
-            .chain(self.hosts().map(|h| h.ns.name()))
-            .map(str::to_owned)
-            .collect()
     }
 }
 

@@ -7,6 +7,7 @@
 //! The client's and the backends' default routes point at the lb, so without XDP the kernel
 //! forwards between the arms; with XDP the program rewrites and redirects between arm0/arm1.
 
+use super::common::Topology;
 use super::host::{Host, Iface};
 use super::setup::{
     configure, fill_neighbours, prepare_host, prepare_router, subnet_addr, veth_pair,
@@ -15,6 +16,7 @@ use super::switch::{Switch, port_name};
 use crate::netns::{Netns, format_mac};
 use anyhow::{Result, bail};
 use std::net::Ipv4Addr;
+use std::ops::Deref;
 
 /// Third octet of the client-side subnet (10.200.2.0/24, fd00:200:2::/64).
 pub const CLIENT_NET: u8 = 2;
@@ -25,13 +27,18 @@ const ARM0: &str = "arm0";
 const ARM1: &str = "arm1";
 const DEV: &str = "eth0";
 
+/// The hosts (client, lb, backends: `Topology`'s accessors) with the lb between two
+/// segments; the lb's ifaces[0] is arm0 (client side), ifaces[1] arm1 (backend side).
 #[derive(Debug)]
 pub struct TwoArm {
-    switch: Switch,
-    client: Host,
-    /// ifaces[0] = arm0 (client side), ifaces[1] = arm1 (backend side).
-    lb: Host,
-    backends: Vec<Host>,
+    topology: Topology,
+}
+
+impl Deref for TwoArm {
+    type Target = Topology;
+    fn deref(&self) -> &Topology {
+        &self.topology
+    }
 }
 
 impl TwoArm {
@@ -80,29 +87,15 @@ impl TwoArm {
             .collect();
         fill_neighbours(&backend_side)?;
         Ok(TwoArm {
-            switch,
-            client,
-            lb,
-            backends,
+            topology: Topology {
+                switch,
+                client,
+                lb,
+                backends,
+            },
         })
     }
 
-    pub fn client(&self) -> &Host {
-        &self.client
-    }
-    /// The lb host; `lb().ifaces()` is `[arm0, arm1]`.
-    pub fn lb(&self) -> &Host {
-        &self.lb
-    }
-    pub fn backends(&self) -> &[Host] {
-        &self.backends
-    }
-    pub fn backend(&self, i: usize) -> &Host {
-        &self.backends[i]
-    }
-    pub fn switch(&self) -> &Netns {
-        &self.switch.ns
-    }
     /// The lb's client-side interface.
     pub fn lb_arm0(&self) -> &Iface {
         &self.lb.ifaces[0]
@@ -118,7 +111,7 @@ impl TwoArm {
     }
     /// The peer of arm1 (its switch port): frames redirected out arm1 arrive there.
     pub fn arm1_peer(&self) -> (&Netns, &str) {
-        (&self.switch.ns, "p-lb")
+        (self.switch(), "p-lb")
     }
 
     /// Gives the client another IPv4 address, 10.200.2.`host`, and the lb a neighbour entry for
@@ -133,19 +126,6 @@ impl TwoArm {
         let mac = format_mac(&self.client.mac());
         self.lb.ns.ip(&["neigh", "replace", &addr.to_string(), "lladdr", &mac, "nud", "permanent", "dev", ARM0])?;
         Ok(addr)
-    }
-
-    /// Every host (client, lb, backends; not the switch).
-    pub fn hosts(&self) -> impl Iterator<Item = &Host> {
-        [&self.client, &self.lb].into_iter().chain(&self.backends)
-    }
-
-    /// Names of every namespace this topology owns (switch included).
-    pub fn namespace_names(&self) -> Vec<String> {
-        std::iter::once(self.switch().name())
-            .chain(self.hosts().map(|h| h.ns.name()))
-            .map(str::to_owned)
-            .collect()
     }
 }
 
