@@ -9,10 +9,10 @@ pub const FAMILY_V6: u8 = 6;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 
-/// The five-tuple of a packet (plus family). Key of SESSIONS. IPv4 addresses
-/// sit in word 0 with words 1..3 zero. Every byte, padding included, is written, because the
-/// kernel hashes all 40 bytes.
-#[repr(C)]
+/// The five-tuple of a packet (plus family), as SESSIONS records it. IPv4 addresses sit in
+/// word 0 with words 1..3 zero. Every byte, padding included, is written, because flows are
+/// compared as five 8-byte words (hence the alignment).
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub src_addr: [u32; 4],
@@ -94,7 +94,7 @@ pub const SESSION_F_CLOSING: u16 = 1 << 0;
 /// The flow is forwarded by NAT (its service's forwarding when it was recorded).
 pub const SESSION_F_NAT: u16 = 1 << 1;
 
-/// SESSIONS value: the backend a flow was sent to, and all a later packet of the flow needs
+/// Where a flow was sent (in its SESSIONS slot): the backend, and all a later packet of the flow needs
 /// to follow it without the SERVICES lookup.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

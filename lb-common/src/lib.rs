@@ -8,10 +8,12 @@ pub mod filter;
 pub mod hash;
 pub mod layout;
 pub mod limits;
+pub mod session_table;
 pub mod stats;
 
 pub use filter::{FILTER_SLOTS, FILTER_WORDS, filter_bit, filter_slot};
 pub use hash::{flow_hash, second_choice, table_slot};
 pub use layout::*;
 pub use limits::*;
+pub use session_table::*;
 pub use stats::*;

@@ -13,7 +13,7 @@ pub const MAX_TABLE_SIZE: u32 = 65537;
 pub const DEFAULT_TABLE_SIZE: u32 = 65537;
 /// Backends one service may hold in its in-service list.
 pub const MAX_SERVICE_BACKENDS: u32 = 1024;
-/// Session forwarding records (LRU: the least recently used flow is forgotten first).
+/// Session forwarding records: 2^18 buckets of 4 slots of 64 B, 64 MiB (see session_table).
 pub const MAX_SESSIONS: u32 = 1 << 20;
 /// Backend endpoints of NAT services (NAT_REPLIES keys): one per backend at most.
 pub const MAX_NAT_ENDPOINTS: u32 = MAX_BACKENDS;

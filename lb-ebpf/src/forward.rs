@@ -152,8 +152,15 @@ pub fn rewrite(ctx: &XdpContext, pkt: &mut Packet, end: Side, addr: &[u32; 4], p
         (Side::Src, false) => (8, 0),
         (Side::Dst, false) => (24, 2),
     };
-    let l4_check: *mut [u8; 2] = ptr_at(ctx, pkt.l4 + if udp { 6 } else { 16 }).ok_or(())?;
-    let port_ptr: *mut [u8; 2] = ptr_at(ctx, pkt.l4 + port_off).ok_or(())?;
+    // One bounds check covers both fields: two separate checks get merged by LLVM into one the
+    // verifier cannot apply to the other pointer.
+    let l4: *mut u8 = if udp {
+        ptr_at::<[u8; 8]>(ctx, pkt.l4).ok_or(())?.cast()
+    } else {
+        ptr_at::<[u8; 18]>(ctx, pkt.l4).ok_or(())?.cast()
+    };
+    let l4_check = unsafe { l4.add(if udp { 6 } else { 16 }) } as *mut [u8; 2];
+    let port_ptr = unsafe { l4.add(port_off) } as *mut [u8; 2];
     let old_addr = if end == Side::Src { pkt.flow.src_addr } else { pkt.flow.dst_addr };
     let old_port = raw16(unsafe { *port_ptr });
 

@@ -2,14 +2,14 @@
 //! userspace writer. Sizes come from lb_common::limits.
 
 use aya_ebpf::{
-    bindings::{BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU},
+    bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, ProgramArray},
+    maps::{Array, DevMapHash, HashMap, PerCpuArray, ProgramArray},
 };
 use lb_common::{
-    Backend, CachedRoute, EVENT_COUNT, Endpoint, FILTER_WORDS, FlowKey, MAX_BACKENDS,
-    MAX_INTERFACES, MAX_NAT_ENDPOINTS, MAX_SERVICE_BACKENDS, MAX_SERVICES, MAX_SESSIONS,
-    MAX_TABLE_SIZE, NatReplyVips, OUTCOME_COUNT, REPLY_ROUTE_SLOTS, ServiceInfo, ServiceKey, Session, TABLE_BANKS,
+    Backend, CachedRoute, EVENT_COUNT, Endpoint, FILTER_WORDS, MAX_BACKENDS,
+    MAX_INTERFACES, MAX_NAT_ENDPOINTS, MAX_SERVICE_BACKENDS, MAX_SERVICES,
+    MAX_TABLE_SIZE, NatReplyVips, OUTCOME_COUNT, REPLY_ROUTE_SLOTS, SESSION_BUCKETS, ServiceInfo, ServiceKey, SessionBucket, TABLE_BANKS,
     TrafficCounters,
 };
 
@@ -46,12 +46,13 @@ pub static IN_SERVICE: Array<u32> =
 #[map]
 pub static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
 
-/// Flow (client -> VIP five-tuple) -> Session (backend id + generation + closing flag). Written
-/// by this program on a flow's first packet, and marked closing on the client's FIN/RST;
-/// userspace only reads (explain, status, drains) and clears. NAT replies find their VIP by
-/// it. Per-CPU LRU lists.
+/// Bucket index (session_bucket of the flow's hash) -> SessionBucket: where each flow (client
+/// -> VIP five-tuple) was sent. Written by this program only: a flow's first packet records it,
+/// the client's FIN/RST marks it closing (see lb_common::session_table). Userspace maps it
+/// (BPF_F_MMAPABLE) to read it (explain, status, drains) and clears it in tests. NAT replies
+/// find their VIP by it. 2^18 buckets x 256 B = 64 MiB.
 #[map]
-pub static SESSIONS: LruHashMap<FlowKey, Session> = LruHashMap::with_max_entries(MAX_SESSIONS, BPF_F_NO_COMMON_LRU);
+pub static SESSIONS: Array<SessionBucket> = Array::with_max_entries(SESSION_BUCKETS, BPF_F_MMAPABLE);
 
 /// Endpoint of a NAT backend (address, port, protocol) -> NatReplyVips: the VIPs its replies
 /// may have to come from. Written by userspace with the backends of NAT services. The session

@@ -29,7 +29,8 @@ fn run(ctx: &XdpContext) -> Outcome {
     // A SYN opens a connection: whatever an old record says, it is chosen afresh (as Katran
     // does), which spares new connections the session lookup. A known flow's record says all
     // the rest of the path needs, which spares it the SERVICES lookup.
-    let known = if pkt.opens_connection() { Lookup::Miss } else { session::lookup(&pkt.flow) };
+    let flow = session::Flow::new(&pkt.flow);
+    let known = if pkt.opens_connection() { Lookup::Miss } else { session::lookup(&flow) };
     let to = match known {
         Lookup::Hit(to) => to,
         known => {
@@ -39,7 +40,7 @@ fn run(ctx: &XdpContext) -> Outcome {
             let Some(svc) = service::lookup(&pkt.flow) else {
                 return reply::forward(ctx, &mut pkt);
             };
-            let Some(to) = select::choose(&pkt.flow, &svc) else {
+            let Some(to) = select::choose(&flow, &svc) else {
                 return Outcome::DropNoBackend;
             };
             to
@@ -57,10 +58,10 @@ fn run(ctx: &XdpContext) -> Outcome {
     // Recorded before the NAT rewrite: sessions are keyed by what the client sent (the NAT
     // reply path finds them by the same key).
     if to.new {
-        session::record(&pkt.flow, &to);
+        session::record(&flow, &to);
     }
     if pkt.ends_connection() {
-        session::mark_closing(&pkt.flow);
+        session::mark_closing(&flow);
     }
     if to.nat && forward::rewrite(ctx, &mut pkt, Side::Dst, &to.backend.addr, to.backend.port).is_err() {
         return Outcome::PassMalformed;

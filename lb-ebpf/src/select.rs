@@ -3,25 +3,27 @@
 //! the same hash, so every CPU and `lb explain` make the same choice.
 
 use lb_common::{
-    Backend, Event, FlowKey, HASH_FIELDS_MASK, ServiceInfo, flow_hash, in_service_index,
+    Backend, Event, HASH_FIELDS_MASK, HASH_FIVE_TUPLE, ServiceInfo, flow_hash, in_service_index,
     lookup_index, second_choice, table_slot,
 };
 
 use crate::{
     maps::{IN_SERVICE, LOOKUP},
-    session::{Assignment, usable_backend},
+    session::{Assignment, Flow, usable_backend},
     stats,
 };
 
 #[inline(always)]
-pub fn choose(flow: &FlowKey, svc: &ServiceInfo) -> Option<Assignment> {
+pub fn choose(flow: &Flow, svc: &ServiceInfo) -> Option<Assignment> {
     let (id, backend) = choose_backend(flow, svc)?;
     Some(Assignment::new(svc, id, backend))
 }
 
 #[inline(always)]
-fn choose_backend(flow: &FlowKey, svc: &ServiceInfo) -> Option<(u32, Backend)> {
-    let hash = flow_hash(flow, svc.flags & HASH_FIELDS_MASK);
+fn choose_backend(flow: &Flow, svc: &ServiceInfo) -> Option<(u32, Backend)> {
+    // The session hash is the five-tuple flow hash: a service hashing the five-tuple reuses it.
+    let fields = svc.flags & HASH_FIELDS_MASK;
+    let hash = if fields == HASH_FIVE_TUPLE { flow.hash } else { flow_hash(flow.key, fields) };
     if svc.table_size != 0 {
         let slot = table_slot(hash, svc.table_size);
         let id = *LOOKUP.get(lookup_index(svc.id, svc.lookup_bank, slot))?;

@@ -45,7 +45,7 @@ pub struct BackendStatus {
     /// Set while draining: no new flows, sessions go on.
     pub drain: Option<DrainStatus>,
     /// Session records naming this backend that are not closing (UDP flows and TCP flows whose
-    /// FIN/RST was not seen stay until the LRU forgets them), as of `session_count_age_secs` ago.
+    /// FIN/RST was not seen stay until a new flow takes their slot), as of `session_count_age_secs` ago.
     pub active_sessions: u64,
     /// Over the daemon's last sampling interval (about a second).
     pub rates: Rates,

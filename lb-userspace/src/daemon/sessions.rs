@@ -1,5 +1,5 @@
 //! Active sessions per backend, counted by the daemon's tick instead of per request: counting
-//! walks all of SESSIONS (up to 1M records, two syscalls each) on the daemon's loop, so
+//! scans all of SESSIONS (1M slots, 64 MiB of mapped memory) on the daemon's loop, so
 //! `lb status`, `lb metrics` and scrapes read the last count, and a large table is walked less
 //! often than once a tick.
 

@@ -32,11 +32,11 @@ impl Dataplane {
     }
 
     /// How many active session records (not closing) name each (backend id, generation): one
-    /// walk of SESSIONS. Closed UDP flows and TCP flows whose FIN/RST was never seen stay counted
-    /// until the LRU evicts them.
+    /// scan of SESSIONS. Closed UDP flows and TCP flows whose FIN/RST was never seen stay counted
+    /// until a new flow takes their slot.
     pub fn session_counts(&self) -> SessionCounts {
         let mut counts = SessionCounts::new();
-        for (_, s) in self.sessions.iter().filter_map(Result::ok).filter(|(_, s)| !s.is_closing()) {
+        for (_, s) in self.sessions.iter().filter(|(_, s)| !s.is_closing()) {
             *counts.entry((s.backend_id, s.generation)).or_default() += 1;
         }
         counts

@@ -115,12 +115,12 @@ impl Dataplane {
 
     /// The session record of a flow, if the program made one.
     pub fn session(&self, flow: &FlowKey) -> Option<Session> {
-        self.sessions.get(flow, 0).ok()
+        self.sessions.get(flow)
     }
 
-    /// All session records (for status and tests; walks the whole LRU).
+    /// All session records (for status and tests; scans the whole table).
     pub fn sessions(&self) -> Vec<(FlowKey, Session)> {
-        self.sessions.iter().filter_map(Result::ok).collect()
+        self.sessions.iter().collect()
     }
 
     /// Word `word` of SERVICE_FILTER as the kernel holds it (tests, diagnostics).
@@ -130,10 +130,7 @@ impl Dataplane {
 
     /// Forgets every session (tests and benchmarks start from a clean slate with it).
     pub fn clear_sessions(&mut self) -> Result<(), DataplaneError> {
-        let keys: Vec<FlowKey> = self.sessions.keys().filter_map(Result::ok).collect();
-        for k in keys {
-            let _ = self.sessions.remove(&k);
-        }
+        self.sessions.clear();
         Ok(())
     }
 }

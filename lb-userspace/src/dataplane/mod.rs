@@ -8,8 +8,10 @@ mod filter;
 mod grace;
 mod live;
 mod lookup_memory;
+mod mapped;
 mod maps;
 mod nat_replies;
+mod session_table;
 
 pub use attach::{XdpModeArg, ifindex};
 pub use counters::Counters;
@@ -20,7 +22,7 @@ use aya::{
     maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray},
     programs::Xdp,
 };
-use lb_common::{Backend, Endpoint, FlowKey, NatReplyVips, ServiceInfo, ServiceKey, Session, TrafficCounters};
+use lb_common::{Backend, Endpoint, NatReplyVips, ServiceInfo, ServiceKey, TrafficCounters};
 
 /// The compiled XDP object (built by build.rs).
 pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp"));
@@ -65,7 +67,7 @@ pub struct Dataplane {
     services_freed: Option<grace::Epoch>,
     in_service: Array<MapData, u32>,
     backends: Array<MapData, Backend>,
-    sessions: HashMap<MapData, FlowKey, Session>,
+    sessions: session_table::SessionTable,
     nat_reply_map: HashMap<MapData, Endpoint, NatReplyVips>,
     nat_reply_filter: filter::KeyBitmap,
     nat_replies: nat_replies::NatReplies,
@@ -99,7 +101,10 @@ impl Dataplane {
             services_freed: None,
             in_service: maps::take(&mut ebpf, "IN_SERVICE")?,
             backends: maps::take(&mut ebpf, "BACKENDS")?,
-            sessions: maps::take(&mut ebpf, "SESSIONS")?,
+            sessions: session_table::SessionTable::new(
+                ebpf.take_map("SESSIONS")
+                    .ok_or_else(|| DataplaneError::Map { name: "SESSIONS", detail: "not in the object".into() })?,
+            )?,
             nat_reply_map: maps::take(&mut ebpf, "NAT_REPLIES")?,
             nat_reply_filter: filter::KeyBitmap::new("NAT_REPLY_FILTER", maps::take(&mut ebpf, "NAT_REPLY_FILTER")?),
             nat_replies: nat_replies::NatReplies::default(),

@@ -1,0 +1,123 @@
+//! The session table (SESSIONS): where each flow was sent, kept by the XDP program itself in a
+//! set-associative array instead of a kernel hash map. A kernel LRU insert cost ~300 ns per new
+//! flow on our machines (its locks and free lists), more than the whole rest of the packet path;
+//! writing one slot of an array costs a few ns.
+//!
+//! A flow lives in one bucket (chosen by its hash) of SESSION_WAYS slots. A new flow takes an
+//! empty slot, else the slot of a closing flow, else the least recently seen one: LRU within a
+//! bucket. Slots are written without locks by every CPU; a slot whose `check` does not match
+//! its contents (never written, or caught mid-write by another CPU) holds no session.
+
+use crate::{
+    hash::flow_hash,
+    layout::{FlowKey, HASH_FIVE_TUPLE, Session},
+    limits::MAX_SESSIONS,
+};
+
+/// Slots per bucket: four 64-byte slots, one flow in each.
+pub const SESSION_WAYS: usize = 4;
+/// Buckets of SESSIONS (a power of two: a bucket is a mask of the hash).
+pub const SESSION_BUCKETS: u32 = MAX_SESSIONS / SESSION_WAYS as u32;
+const _: () = assert!(SESSION_BUCKETS.is_power_of_two());
+
+/// One flow's record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionSlot {
+    pub flow: FlowKey,
+    pub session: Session,
+    /// Coarse clock (about seconds, see `session_clock`) when a packet of the flow last passed.
+    pub seen: u32,
+    /// `session_check(hash of flow, session)`: zero in a slot never written.
+    pub check: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<SessionSlot>() == 64);
+
+/// SESSIONS value: one bucket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionBucket {
+    pub slots: [SessionSlot; SESSION_WAYS],
+}
+
+/// The hash that places a flow: the five-tuple flow hash, which also picks the backend of a
+/// service hashing the five-tuple (the default), so a new flow is hashed once.
+#[inline(always)]
+pub fn session_hash(flow: &FlowKey) -> u32 {
+    flow_hash(flow, HASH_FIVE_TUPLE)
+}
+
+/// The bucket of a flow with hash `hash`.
+#[inline(always)]
+pub const fn session_bucket(hash: u32) -> u32 {
+    hash & (SESSION_BUCKETS - 1)
+}
+
+/// Binds a slot's session to its flow: a reader that finds a flow beside another flow's
+/// session (a write racing on another CPU) sees the mismatch. Never zero.
+#[inline(always)]
+pub const fn session_check(hash: u32, s: &Session) -> u32 {
+    let v = s.backend_id.wrapping_mul(0x9E37_79B1)
+        ^ s.generation.wrapping_mul(0x85EB_CA77)
+        ^ ((s.service_id as u32) << 16 | s.flags as u32).wrapping_mul(0xC2B2_AE3D);
+    (hash ^ v) | 1
+}
+
+/// The clock of `SessionSlot::seen`: nanoseconds >> 30, ticks of 1.07 s.
+#[inline(always)]
+pub const fn session_clock(ns: u64) -> u32 {
+    (ns >> 30) as u32
+}
+
+impl SessionSlot {
+    /// Whether the slot holds a whole session (not empty, not torn). Userspace's test; the
+    /// program, which knows the hash already, compares `check` directly.
+    pub fn is_valid(&self) -> bool {
+        self.check == session_check(session_hash(&self.flow), &self.session)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::{FAMILY_V4, addr_v4, port_raw};
+
+    fn flow(sport: u16) -> FlowKey {
+        FlowKey {
+            src_addr: addr_v4([10, 0, 0, 1]),
+            dst_addr: addr_v4([10, 9, 9, 9]),
+            src_port: port_raw(sport),
+            dst_port: port_raw(80),
+            proto: 6,
+            family: FAMILY_V4,
+            _pad: [0; 2],
+        }
+    }
+
+    #[test]
+    fn an_empty_slot_is_not_valid() {
+        assert!(!SessionSlot::default().is_valid());
+    }
+
+    #[test]
+    fn a_slot_is_valid_only_with_its_own_session() {
+        let s = Session { backend_id: 3, generation: 7, service_id: 1, flags: 0 };
+        let mut slot = SessionSlot { flow: flow(1000), session: s, seen: 0, check: 0, _pad: 0 };
+        slot.check = session_check(session_hash(&slot.flow), &s);
+        assert!(slot.is_valid());
+        // Another flow's session beside this flow's key (a torn write) does not pass.
+        let mut torn = slot;
+        torn.session.backend_id = 4;
+        assert!(!torn.is_valid());
+        let mut torn = slot;
+        torn.flow = flow(1001);
+        assert!(!torn.is_valid());
+    }
+
+    #[test]
+    fn buckets_cover_the_table() {
+        assert_eq!(session_bucket(u32::MAX), SESSION_BUCKETS - 1);
+        assert_eq!(SESSION_BUCKETS as usize * SESSION_WAYS, MAX_SESSIONS as usize);
+    }
+}

@@ -1,0 +1,114 @@
+//! The session table the XDP program keeps itself (lb_common::session_table): which record a new
+//! flow displaces when its bucket is full. Real program, BPF_PROG_TEST_RUN in a throw-away
+//! namespace, as the fixtures do.
+//!
+//! Run as root: `cargo test -p lb-tests --test session_table -- --nocapture`.
+
+#[allow(dead_code)]
+#[path = "fixtures/frames.rs"]
+mod frames;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use lb::balancer::{Balancer, InitialHealth};
+use lb::config::Config;
+use lb::dataplane::Dataplane;
+use lb_common::{SESSION_WAYS, addr_v4, port_raw, session_bucket, session_hash};
+
+use frames::Frame;
+use lb_tests::fib_bed::FibBed;
+use lb_tests::xdp_test_run::{XDP_TX, test_run};
+
+const CONFIG: &str = r#"
+[[service]]
+name = "web"
+vip = "10.200.99.1"
+port = 80
+protocol = "tcp"
+table_size = 251
+backend = [{ address = "10.200.10.11" }, { address = "10.200.10.12" }]
+"#;
+
+/// SESSION_WAYS + 2 new flows (SYNs) from distinct clients of 10.200.0.0/16 that all land in
+/// one bucket (of 2^18: about one client port in 2^18 shares it, so clients vary too).
+fn flows_sharing_a_bucket() -> Vec<Frame> {
+    let first = Frame::syn("10.200.10.2:20000", "10.200.99.1:80");
+    let bucket = session_bucket(session_hash(&first.flow_key()));
+    let mut key = first.flow_key();
+    let mut flows = vec![first.clone()];
+    'search: for host in 0..=u16::MAX {
+        let client = Ipv4Addr::new(10, 200, (host >> 8) as u8, host as u8);
+        key.src_addr = addr_v4(client.octets());
+        for port in 1024..=u16::MAX {
+            key.src_port = port_raw(port);
+            if session_bucket(session_hash(&key)) == bucket && (client, port) != (Ipv4Addr::new(10, 200, 10, 2), 20000) {
+                flows.push(first.clone().with_src(SocketAddr::new(client.into(), port)));
+                if flows.len() == SESSION_WAYS + 2 {
+                    break 'search;
+                }
+            }
+        }
+    }
+    assert_eq!(flows.len(), SESSION_WAYS + 2, "not enough clients share a bucket");
+    flows
+}
+
+fn run(lb: &mut Balancer, bed: &FibBed, frame: &Frame) -> Result<()> {
+    let r = test_run(lb, bed.a0.ifindex, &frame.bytes())?;
+    ensure!(r.verdict == XDP_TX, "{} -> {}: verdict {}", frame.src, frame.dst, r.verdict);
+    Ok(())
+}
+
+fn recorded(lb: &Balancer, frames: &[Frame]) -> Vec<bool> {
+    frames.iter().map(|f| lb.dataplane().session(&f.flow_key()).is_some()).collect()
+}
+
+#[test]
+fn a_full_bucket_gives_up_closing_flows_first_then_the_longest_idle() -> Result<()> {
+    let bed = FibBed::new("session-table")?;
+    let _inside = bed.ns.enter()?;
+    let mut lb = Balancer::new(Dataplane::load()?, &Config::parse(CONFIG)?, InitialHealth::Up)?;
+    let flows = flows_sharing_a_bucket();
+    let (fill, newcomers) = flows.split_at(SESSION_WAYS);
+
+    // A bucket holds SESSION_WAYS flows, each with the backend explain predicts.
+    for f in fill {
+        run(&mut lb, &bed, f)?;
+    }
+    ensure!(recorded(&lb, fill).iter().all(|&r| r), "a flow of a bucket with room went unrecorded");
+    for f in fill {
+        let want = lb.explain_packet(&f.flow_key(), true)?.and_then(|e| e.backend).map(|b| b.id);
+        let got = lb.dataplane().session(&f.flow_key()).map(|s| s.backend_id);
+        ensure!(got == want, "{}: recorded backend {got:?}, explain says {want:?}", f.src);
+    }
+
+    // The client closes flow 1: the next newcomer takes its slot, the open flows stay.
+    run(&mut lb, &bed, &fill[1].clone().fin())?;
+    run(&mut lb, &bed, &newcomers[0])?;
+    ensure!(
+        recorded(&lb, fill) == [true, false, true, true] && lb.dataplane().session(&newcomers[0].flow_key()).is_some(),
+        "after a newcomer, with flow 1 closing: {:?}",
+        recorded(&lb, fill)
+    );
+
+    // Let the session clock (about 1 s a tick) move on, then see every flow but flow 2 again:
+    // the next newcomer displaces flow 2, the one seen longest ago.
+    std::thread::sleep(Duration::from_millis(2300));
+    for f in [&fill[0], &fill[3], &newcomers[0]] {
+        run(&mut lb, &bed, &f.clone().later(b"data"))?;
+    }
+    run(&mut lb, &bed, &newcomers[1])?;
+    ensure!(
+        recorded(&lb, fill) == [true, false, false, true] && recorded(&lb, newcomers) == [true, true],
+        "after a second newcomer, flow 2 idle longest: {:?} {:?}",
+        recorded(&lb, fill),
+        recorded(&lb, newcomers)
+    );
+
+    // A flow whose slot was given up is chosen afresh by its next packet, and recorded again.
+    run(&mut lb, &bed, &fill[2].clone().later(b"data"))?;
+    ensure!(lb.dataplane().session(&fill[2].flow_key()).is_some(), "a re-chosen flow was not recorded");
+    Ok(())
+}
