@@ -21,10 +21,9 @@ const BPF_FS_MAGIC: libc::c_long = 0xcafe4a11;
 /// Mounts a bpffs at /sys/fs/bpf unless one is there, as Cilium does. True if it mounted one.
 /// Inside `ip netns exec` the mount lands in that command's private mount namespace.
 pub fn ensure_mounted() -> Result<bool, PinError> {
-    let path = Path::new(BPFFS);
-    match fs_type(path) {
-        Ok(BPF_FS_MAGIC) => return Ok(false),
-        Ok(_) => {}
+    match is_bpffs(Path::new(BPFFS)) {
+        Ok(true) => return Ok(false),
+        Ok(false) => {}
         Err(e) => {
             return Err(PinError::Mount(format!(
                 "{BPFFS} is not there ({e}): lb needs sysfs at /sys and a kernel with BPF support"
@@ -48,14 +47,15 @@ pub fn ensure_mounted() -> Result<bool, PinError> {
     Ok(true)
 }
 
-fn fs_type(path: &Path) -> io::Result<libc::c_long> {
+/// True if a BPF filesystem is mounted at `path`.
+pub fn is_bpffs(path: &Path) -> io::Result<bool> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is NUL-terminated and `st` is a writable statfs.
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(st.f_type as libc::c_long)
+    Ok(st.f_type as libc::c_long == BPF_FS_MAGIC)
 }
 
 /// False if this process shares the mount namespace of pid 1 (the host's), true if it has one

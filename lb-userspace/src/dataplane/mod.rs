@@ -14,6 +14,7 @@ mod nat_replies;
 mod pins;
 
 pub use attach::{XdpModeArg, ifindex};
+pub use bpffs::{BPFFS, is_bpffs};
 pub use counters::Counters;
 pub use live::SessionCounts;
 pub use pins::{DEFAULT_INSTANCE, Instance, PIN_ROOT, PROGRAM_PIN_PREFIX, PinDir, PinError};
