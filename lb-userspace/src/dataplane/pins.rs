@@ -95,16 +95,9 @@ impl fmt::Display for Instance {
     }
 }
 
-impl Default for Instance {
-    fn default() -> Self {
-        Instance(DEFAULT_INSTANCE.to_string())
-    }
-}
-
 /// An instance's pin directory, claimed by this process. Dropping it removes the directory
 /// and every pin in it, so a start that fails after the claim leaves nothing behind.
 pub struct PinDir {
-    instance: Instance,
     path: PathBuf,
     /// Held for as long as the directory exists; None once it is removed.
     lock: Option<DirLock>,
@@ -137,11 +130,7 @@ impl PinDir {
             let holder = Holder(bpffs::lock_holder(&path));
             return Err(PinError::InUse { instance: instance.clone(), dir: path, holder });
         }
-        Ok(PinDir { instance: instance.clone(), path, lock })
-    }
-
-    pub fn instance(&self) -> &Instance {
-        &self.instance
+        Ok(PinDir { path, lock })
     }
 
     pub fn path(&self) -> &Path {
