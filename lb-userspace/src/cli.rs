@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::{
     api::{self, Request},
     config::DEFAULT_WEIGHT,
-    dataplane::XdpModeArg,
+    dataplane::{DEFAULT_INSTANCE, Instance, XdpModeArg},
 };
 
 #[derive(Parser, Debug)]
@@ -27,8 +27,9 @@ pub struct AdminSocket {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Load the XDP program, attach it, run health checks; stay in the foreground until
-    /// SIGINT/SIGTERM, then detach. SIGHUP re-reads the config file (as `lb reload`).
+    /// Load the XDP program, pin its maps under /sys/fs/bpf/lb/INSTANCE, attach it, run health
+    /// checks; stay in the foreground until SIGINT/SIGTERM, then detach and unpin. SIGHUP
+    /// re-reads the config file (as `lb reload`).
     Run {
         /// The TOML configuration (see examples/lb.toml).
         #[arg(long, short)]
@@ -45,6 +46,10 @@ pub enum Command {
         /// given; unauthenticated, so use a loopback or management address.
         #[arg(long, value_name = "ADDR:PORT")]
         metrics_listen: Option<SocketAddr>,
+        /// Name of this instance: its maps and program are pinned under /sys/fs/bpf/lb/NAME
+        /// (1 to 64 of A-Z a-z 0-9 _ -). Give every instance on a host its own.
+        #[arg(long, value_name = "NAME", default_value = DEFAULT_INSTANCE)]
+        instance: Instance,
     },
     /// Show services, backends (health, drain, sessions, rates) and counters of a running instance.
     Status {
@@ -186,5 +191,20 @@ mod tests {
             Some("127.0.0.1:9100".parse().unwrap())
         );
         assert!(Cli::try_parse_from(["lb", "run", "-c", "x", "-i", "e", "--metrics-listen", "9100"]).is_err());
+    }
+
+    fn instance(args: &[&str]) -> Result<String, String> {
+        match Cli::try_parse_from(args).map_err(|e| e.to_string())?.command {
+            Command::Run { instance, .. } => Ok(instance.to_string()),
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_instance_is_named_default_unless_given_and_must_be_a_plain_name() {
+        assert_eq!(instance(&["lb", "run", "-c", "lb.toml", "-i", "eth0"]).as_deref(), Ok("default"));
+        assert_eq!(instance(&["lb", "run", "-c", "x", "-i", "e", "--instance", "edge_1"]).as_deref(), Ok("edge_1"));
+        let err = instance(&["lb", "run", "-c", "x", "-i", "e", "--instance", "../x"]).unwrap_err();
+        assert!(err.contains("--instance") && err.contains("A-Z a-z 0-9 _ -"), "{err}");
     }
 }

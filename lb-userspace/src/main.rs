@@ -25,8 +25,8 @@ async fn main() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { config, interfaces, xdp_mode, admin_socket, metrics_listen } => {
-            daemon::run(RunArgs { config, interfaces, xdp_mode, admin_socket, metrics_listen }).await
+        Command::Run { config, interfaces, xdp_mode, admin_socket, metrics_listen, instance } => {
+            daemon::run(RunArgs { config, interfaces, xdp_mode, admin_socket, metrics_listen, instance }).await
         }
         Command::CheckConfig { config } => {
             let c = Config::load(&config)?;

@@ -5,7 +5,7 @@ use std::{path::{Path, PathBuf}, time::{Duration, Instant}};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{child::ChildGuard, names, netns::{Netns, wait_xdp_detached_in}};
+use crate::{child::ChildGuard, mount_ns::MountNs, names, netns::{Netns, wait_xdp_detached_in}};
 
 /// The `lb` binary cargo built next to this test executable.
 pub fn lb_binary() -> Result<PathBuf> {
@@ -24,6 +24,8 @@ pub fn lb_binary() -> Result<PathBuf> {
 pub struct LbDaemon {
     pub process: ChildGuard,
     pub socket: PathBuf,
+    /// `--instance`: the pins are under /sys/fs/bpf/lb/<instance> in lb's mount namespace.
+    pub instance: String,
     config: PathBuf,
     ns_name: String,
     ifaces: Vec<String>,
@@ -36,7 +38,24 @@ impl LbDaemon {
     }
 
     /// `start` with more `lb run` options, e.g. `["--metrics-listen", "10.200.2.1:9100"]`.
+    /// Each daemon gets a unique `--instance` unless `options` name one.
     pub fn start_with(ns: &Netns, config: &str, ifaces: &[&str], options: &[&str]) -> Result<LbDaemon> {
+        Self::launch(ns, config, ifaces, options, |args| ns.spawn(args))
+    }
+
+    /// `start_with`, but in the mount namespace `mounts` (whose bpffs outlives the daemon)
+    /// instead of one of its own.
+    pub fn start_in(mounts: &MountNs, ns: &Netns, config: &str, ifaces: &[&str], options: &[&str]) -> Result<LbDaemon> {
+        Self::launch(ns, config, ifaces, options, |args| mounts.spawn(args))
+    }
+
+    fn launch(
+        ns: &Netns,
+        config: &str,
+        ifaces: &[&str],
+        options: &[&str],
+        spawn: impl FnOnce(&[&str]) -> Result<ChildGuard>,
+    ) -> Result<LbDaemon> {
         let lb = lb_binary()?;
         let id = names::unique("lbd");
         let dir = std::env::temp_dir();
@@ -52,10 +71,18 @@ impl LbDaemon {
             args.push(i);
         }
         args.extend_from_slice(options);
-        let process = ns.spawn(&args)?;
+        let instance = match options.iter().position(|o| *o == "--instance") {
+            Some(i) => options.get(i + 1).context("--instance without a name")?.to_string(),
+            None => {
+                args.extend(["--instance", &id]);
+                id.clone()
+            }
+        };
+        let process = spawn(&args)?;
         Ok(LbDaemon {
             process,
             socket,
+            instance,
             config: config_path,
             ns_name: ns.name().to_string(),
             ifaces: ifaces.iter().map(|i| i.to_string()).collect(),
@@ -118,6 +145,20 @@ impl LbDaemon {
                 .context("after lb exited")?;
         }
         Ok(())
+    }
+
+    /// Waits for a daemon that is expected to fail to exit; its stderr (the log and the error).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<String> {
+        let start = Instant::now();
+        while self.process.is_running() {
+            if start.elapsed() > timeout {
+                bail!("lb still runs after {timeout:?}: {}", self.process.stderr_tail());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The pipe is drained by a thread: give it a moment to take the last lines.
+        std::thread::sleep(Duration::from_millis(100));
+        Ok(self.process.stderr_tail())
     }
 
     /// Waits until exactly `n` backends of `service` are in service.

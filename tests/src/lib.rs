@@ -21,6 +21,7 @@ pub mod child;
 pub mod client;
 mod cmd;
 pub mod lb_config;
+pub mod mount_ns;
 pub mod names;
 pub mod netns;
 pub mod servers;

@@ -193,10 +193,16 @@ pub(crate) fn enter_by_name(name: &str) -> Result<NetnsGuard> {
 
 /// Spawns `args` inside namespace `name` in a new process group (see `Netns::spawn`).
 pub(crate) fn spawn_in(name: &str, args: &[&str]) -> Result<ChildGuard> {
-    let line = format!("ip netns exec {name} {}", args.join(" "));
     // `ip netns exec` execs the command in place (no fork), so the pid is the command's.
-    let child = Command::new("ip")
-        .args(["netns", "exec", name])
+    spawn_behind(&["ip", "netns", "exec", name], args)
+}
+
+/// Spawns `prefix` followed by `args` (a command that runs its arguments in place, such as
+/// `ip netns exec` or `nsenter`) in a new process group; stdin/stdout are /dev/null.
+pub(crate) fn spawn_behind(prefix: &[&str], args: &[&str]) -> Result<ChildGuard> {
+    let line = format!("{} {}", prefix.join(" "), args.join(" "));
+    let child = Command::new(prefix[0])
+        .args(&prefix[1..])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

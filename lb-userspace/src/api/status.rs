@@ -8,6 +8,16 @@ use crate::dataplane::Counters;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Status {
+    /// `lb run --instance`.
+    #[serde(default)]
+    pub instance: String,
+    /// Where the maps (by name) and the program (`prog_lb_xdp`) are pinned.
+    #[serde(default)]
+    pub pin_dir: Option<String>,
+    /// The same directory seen from outside lb's mount namespace, when it has its own (under
+    /// `ip netns exec`): /proc/<lb's pid>/root/sys/fs/bpf/lb/<instance>.
+    #[serde(default)]
+    pub pin_dir_outside: Option<String>,
     pub interfaces: Vec<String>,
     pub xdp_mode: String,
     pub services: Vec<ServiceStatus>,
@@ -72,6 +82,13 @@ pub struct DrainStatus {
 /// The human-readable form of `lb status`.
 pub fn render_text(s: &Status) -> String {
     let mut out = String::new();
+    let _ = writeln!(out, "instance: {}", s.instance);
+    if let Some(dir) = &s.pin_dir {
+        let _ = match &s.pin_dir_outside {
+            Some(outside) => writeln!(out, "maps pinned at {dir} (lb's own mount namespace; from outside: {outside})"),
+            None => writeln!(out, "maps pinned at {dir}"),
+        };
+    }
     let _ = writeln!(out, "interfaces: {} (xdp {})", s.interfaces.join(", "), s.xdp_mode);
     let _ = match s.session_count_age_secs {
         Some(age) => writeln!(out, "active sessions counted {age:.1} s ago"),

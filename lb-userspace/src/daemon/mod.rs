@@ -1,6 +1,6 @@
-//! `lb run`: load, attach, keep the maps in step with health checks, drains, the admin socket
+//! `lb run`: load, pin, attach, keep the maps in step with health checks, drains, the admin socket
 //! and the config file (SIGHUP or `lb reload`), answer metrics scrapes (`--metrics-listen`),
-//! and detach cleanly on SIGINT/SIGTERM.
+//! and detach and unpin cleanly on SIGINT/SIGTERM.
 
 mod admin;
 mod checkers;
@@ -24,7 +24,7 @@ use tokio::{
 use crate::{
     balancer::{Balancer, InitialHealth, LiveError},
     config::Config,
-    dataplane::{Dataplane, XdpModeArg},
+    dataplane::{Dataplane, Instance, PinDir, XdpModeArg},
     metrics,
 };
 use state::{Daemon, TICK};
@@ -36,17 +36,22 @@ pub struct RunArgs {
     pub admin_socket: PathBuf,
     /// Serve GET /metrics over HTTP here (off when None).
     pub metrics_listen: Option<SocketAddr>,
+    /// Names the pin directory, /sys/fs/bpf/lb/<instance>.
+    pub instance: Instance,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Everything that can be checked is checked before anything touches the kernel.
     let config = Config::load(&args.config)?;
     preflight::check(&args.interfaces, &config)?;
+    // A running instance of the same name refuses this one before any socket is bound. From
+    // here on a failure drops `pins`, which removes the directory and whatever was pinned.
+    let pins = PinDir::claim(&args.instance)?;
     // The metrics port first: refusing it then leaves no admin socket behind.
     let metrics_listener = args.metrics_listen.map(metrics::http::bind).transpose()?;
     let listener = admin::bind(&args.admin_socket)?;
 
-    let dp = Dataplane::load()?;
+    let dp = Dataplane::load_pinned(pins)?;
     let mut balancer = Balancer::new(dp, &config, InitialHealth::Down)?;
     balancer.dataplane_mut().attach(&args.interfaces, args.xdp_mode)?;
     tracing::info!(

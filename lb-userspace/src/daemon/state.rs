@@ -104,9 +104,10 @@ impl Daemon {
         Ok(lines)
     }
 
-    /// Stops the checkers and detaches the program.
+    /// Stops the checkers, detaches the program and removes its pins.
     pub async fn shutdown(&mut self) {
         self.checkers.stop_all().await;
         self.balancer.dataplane_mut().detach_all();
+        self.balancer.dataplane_mut().unpin();
     }
 }

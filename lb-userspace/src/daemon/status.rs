@@ -4,7 +4,10 @@
 use std::time::Instant;
 
 use super::state::Daemon;
-use crate::api::{BackendStatus, DrainStatus, ServiceStatus, Status};
+use crate::{
+    api::{BackendStatus, DrainStatus, ServiceStatus, Status},
+    dataplane::PinDir,
+};
 
 pub(super) fn status(d: &Daemon) -> Status {
     let dp = d.balancer.dataplane();
@@ -50,7 +53,11 @@ pub(super) fn status(d: &Daemon) -> Status {
                 .collect(),
         })
         .collect();
+    let pins = dp.pins();
     Status {
+        instance: d.args.instance.to_string(),
+        pin_dir: pins.map(|p| p.path().display().to_string()),
+        pin_dir_outside: pins.and_then(PinDir::path_from_outside).map(|p| p.display().to_string()),
         interfaces: dp.interfaces(),
         xdp_mode: format!("{:?}", d.args.xdp_mode).to_lowercase(),
         services,

@@ -3,6 +3,7 @@
 
 mod attach;
 mod banks;
+mod bpffs;
 mod counters;
 mod filter;
 mod grace;
@@ -11,11 +12,14 @@ mod lookup_memory;
 mod mapped;
 mod maps;
 mod nat_replies;
+mod pins;
 mod session_table;
 
 pub use attach::{XdpModeArg, ifindex};
+pub use bpffs::{BPFFS, is_bpffs};
 pub use counters::Counters;
 pub use live::SessionCounts;
+pub use pins::{DEFAULT_INSTANCE, Instance, PIN_ROOT, PROGRAM_PIN_PREFIX, PinDir, PinError};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -52,6 +56,8 @@ pub enum DataplaneError {
     Full { name: &'static str, detail: String },
     #[error("{0}")]
     Attach(String),
+    #[error(transparent)]
+    Pins(#[from] PinError),
 }
 
 /// A loaded (not yet attached) XDP program and typed handles to all of its maps.
@@ -77,11 +83,23 @@ pub struct Dataplane {
     outcomes: PerCpuArray<MapData, u64>,
     events: PerCpuArray<MapData, u64>,
     attached: Vec<attach::Attachment>,
+    /// Where the maps and the program are pinned (`lb run`); None when loaded unpinned.
+    pins: Option<PinDir>,
 }
 
 impl Dataplane {
     /// Loads the object and the program into the kernel (the verifier runs here).
     pub fn load() -> Result<Self, DataplaneError> {
+        Self::load_into(None)
+    }
+
+    /// `load`, and before anything else every map and the program are pinned in `pins`
+    /// (dropping the Dataplane removes them again).
+    pub fn load_pinned(pins: PinDir) -> Result<Self, DataplaneError> {
+        Self::load_into(Some(pins))
+    }
+
+    fn load_into(pins: Option<PinDir>) -> Result<Self, DataplaneError> {
         let mut ebpf = EbpfLoader::new().load(XDP_OBJECT).map_err(DataplaneError::Load)?;
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM)
@@ -89,6 +107,10 @@ impl Dataplane {
             .try_into()
             .map_err(DataplaneError::Verify)?;
         program.load().map_err(DataplaneError::Verify)?;
+        if let Some(pins) = &pins {
+            let maps = pins.pin_object(&mut ebpf)?;
+            tracing::info!(path = %pins.path().display(), maps, "pinned the maps and the program");
+        }
         Ok(Dataplane {
             services: maps::take(&mut ebpf, "SERVICES")?,
             service_filter: filter::KeyBitmap::new("SERVICE_FILTER", maps::take(&mut ebpf, "SERVICE_FILTER")?),
@@ -115,7 +137,23 @@ impl Dataplane {
             events: maps::take(&mut ebpf, "PACKET_EVENTS")?,
             ebpf,
             attached: Vec::new(),
+            pins,
         })
+    }
+
+    /// The pin directory, if the maps are pinned.
+    pub fn pins(&self) -> Option<&PinDir> {
+        self.pins.as_ref()
+    }
+
+    /// Removes the pins and their directory (a clean exit; Drop does it too).
+    pub fn unpin(&mut self) {
+        if let Some(mut pins) = self.pins.take() {
+            match pins.remove() {
+                Ok(()) => tracing::info!(path = %pins.path().display(), "removed the pins"),
+                Err(e) => tracing::warn!(path = %pins.path().display(), "removing the pins failed: {e}"),
+            }
+        }
     }
 
     /// The loaded XDP program (for BPF_PROG_TEST_RUN in tests and benchmarks).

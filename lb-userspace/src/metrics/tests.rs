@@ -42,6 +42,9 @@ fn status(scale: u64) -> Status {
     never_checked.last_check_latency_ms = None;
     never_checked.checks = 0;
     Status {
+        instance: "default".into(),
+        pin_dir: Some("/sys/fs/bpf/lb/default".into()),
+        pin_dir_outside: None,
         interfaces: vec!["eth0".into(), "eth1".into()],
         xdp_mode: "native".into(),
         services: vec![

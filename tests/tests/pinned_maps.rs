@@ -1,0 +1,171 @@
+//! The real `lb run` pins every map of its object and its program under
+//! /sys/fs/bpf/lb/<instance>, mounting bpffs itself where there is none, and removes them on
+//! SIGTERM; a start that fails after pinning leaves no directory; a second instance of the same
+//! name is refused while the first runs, and the directory of one that died is taken over.
+//!
+//! Each lb runs in a mount namespace held by a `MountNs` (as `ip netns exec` makes one, so the
+//! bpffs mount never reaches the host), which lets the test look at the pins after lb exits.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Context, Result, ensure};
+use aya::maps::{HashMap, Map, MapData};
+use lb::{
+    balancer::service_key,
+    config::Config,
+    dataplane::{BPFFS, PIN_ROOT, PROGRAM, PROGRAM_PIN_PREFIX, XDP_OBJECT, is_bpffs},
+};
+use lb_common::{SERVICE_F_NAT, ServiceInfo, ServiceKey};
+use lb_tests::{
+    Netns,
+    daemon::LbDaemon,
+    lb_config::{ServiceConfig, render},
+    mount_ns::MountNs,
+};
+
+const T: Duration = Duration::from_secs(10);
+
+/// One namespace with a veth pair (eth0 <-> peer0), up and forwarding: enough to attach to.
+fn lb_host() -> Result<Netns> {
+    let ns = Netns::new("pins")?;
+    ns.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "peer0"])?;
+    ns.ip(&["link", "set", "eth0", "up"])?;
+    ns.ip(&["link", "set", "peer0", "up"])?;
+    ns.sysctl("net.ipv4.conf.eth0.forwarding", "1")?;
+    Ok(ns)
+}
+
+/// A NAT TCP service and a DSR UDP service (backends need not answer: nothing is sent).
+fn config() -> String {
+    let service = |name: &str, port, protocol, forwarding| ServiceConfig {
+        name: name.into(),
+        vip: "10.200.100.1".parse().unwrap(),
+        port,
+        protocol,
+        forwarding,
+        backends: vec!["10.200.3.11".parse().unwrap(), "10.200.3.12".parse().unwrap()],
+        backend_port: port,
+    };
+    render(&[service("web", 80, "tcp", "nat"), service("dns", 53, "udp", "dsr")])
+}
+
+/// The instance's pin directory as the test sees it (through the holder of lb's mounts).
+fn pin_dir(mounts: &MountNs, lb: &LbDaemon) -> PathBuf {
+    mounts.path(format!("{PIN_ROOT}/{}", lb.instance))
+}
+
+fn start(mounts: &MountNs, ns: &Netns, options: &[&str]) -> Result<LbDaemon> {
+    let mut lb = LbDaemon::start_in(mounts, ns, &config(), &["eth0"], options)?;
+    lb.wait_for("lb status to answer", T, |s| s["pin_dir"].is_string())?;
+    Ok(lb)
+}
+
+#[test]
+fn every_map_is_pinned_live_while_lb_runs_and_gone_after_sigterm() -> Result<()> {
+    let ns = lb_host()?;
+    let mounts = MountNs::new(&ns)?;
+    let host_bpffs = is_bpffs(BPFFS.as_ref())?;
+    ensure!(!is_bpffs(&mounts.path(BPFFS))?, "the fresh namespace already has a bpffs");
+
+    let mut lb = start(&mounts, &ns, &[])?;
+    ensure!(is_bpffs(&mounts.path(BPFFS))?, "lb did not mount a bpffs at {BPFFS}");
+    ensure!(is_bpffs(BPFFS.as_ref())? == host_bpffs, "lb's bpffs mount reached the host");
+    let log = lb.process.stderr_tail();
+    ensure!(log.contains("mounted a BPF filesystem"), "lb did not say it mounted bpffs: {log}");
+
+    let dir = format!("{PIN_ROOT}/{}", lb.instance);
+    let status = lb.status()?;
+    ensure!(status["instance"] == lb.instance.as_str() && status["pin_dir"] == dir.as_str(), "status: {status}");
+    let outside = format!("/proc/{}/root{dir}", lb.process.pid());
+    ensure!(status["pin_dir_outside"] == outside.as_str(), "lb runs in its own mount namespace: {status}");
+    let text = lb.cli(&["status"])?;
+    ensure!(text.contains(&format!("maps pinned at {dir}")), "lb status does not show the pins:\n{text}");
+
+    // Every map the object declares, whatever its name, and the program.
+    let pins = pin_dir(&mounts, &lb);
+    let object = aya_obj::Object::parse(XDP_OBJECT)?;
+    ensure!(object.maps.len() >= 10, "the object declares only {:?}", object.maps.keys());
+    for name in object.maps.keys().chain([&format!("{PROGRAM_PIN_PREFIX}{PROGRAM}")]) {
+        ensure!(pins.join(name).exists(), "{name} is not pinned in {}", pins.display());
+    }
+
+    // The pinned SERVICES is the live map: it holds the config's services, and a removal
+    // made through the CLI shows in the same handle.
+    let config = Config::load(lb.config_path())?;
+    let services: HashMap<MapData, ServiceKey, ServiceInfo> =
+        HashMap::try_from(Map::from_map_data(MapData::from_pin(pins.join("SERVICES"))?)?)?;
+    for svc in &config.services {
+        let info = services.get(&service_key(svc), 0).with_context(|| format!("{} not in pinned SERVICES", svc.name))?;
+        let nat = svc.name == "web";
+        ensure!((info.flags & SERVICE_F_NAT != 0) == nat && info.table_size > 0, "{}: {info:?}", svc.name);
+    }
+    lb.cli(&["service", "remove", "dns"])?;
+    let dns = config.services.iter().find(|s| s.name == "dns").context("no dns")?;
+    ensure!(services.get(&service_key(dns), 0).is_err(), "removed service still in the pinned SERVICES");
+    drop(services);
+
+    lb.stop()?;
+    ensure!(!pins.exists(), "{} is still there after SIGTERM", pins.display());
+    Ok(())
+}
+
+#[test]
+fn a_start_that_fails_leaves_no_pin_directory() -> Result<()> {
+    let ns = lb_host()?;
+    let mounts = MountNs::new(&ns)?;
+    let mut first = start(&mounts, &ns, &[])?;
+
+    // The second loads and pins (its own instance), then cannot attach: eth0 is taken.
+    let mut second = LbDaemon::start_in(&mounts, &ns, &config(), &["eth0"], &[])?;
+    let log = second.wait_exit(T)?;
+    ensure!(
+        log.contains("pinned the maps and the program") && log.contains("already has an XDP program attached"),
+        "the second lb should have pinned, then failed to attach: {log}"
+    );
+    ensure!(!pin_dir(&mounts, &second).exists(), "a failed attach left {}", pin_dir(&mounts, &second).display());
+    ensure!(pin_dir(&mounts, &first).join("SERVICES").exists(), "the running instance lost its pins");
+
+    // Refused before loading anything: no directory either.
+    let mut third = LbDaemon::start_in(&mounts, &ns, &config(), &["nosuch0"], &[])?;
+    let log = third.wait_exit(T)?;
+    ensure!(log.contains("\"nosuch0\" does not exist"), "{log}");
+    ensure!(!pin_dir(&mounts, &third).exists(), "a refused start left {}", pin_dir(&mounts, &third).display());
+
+    first.stop()?;
+    ensure!(!pin_dir(&mounts, &first).exists());
+    Ok(())
+}
+
+#[test]
+fn an_instance_name_is_refused_while_its_lb_runs_and_taken_over_once_it_died() -> Result<()> {
+    let ns = lb_host()?;
+    let mounts = MountNs::new(&ns)?;
+    let name = lb_tests::names::unique("inst");
+    let same = ["--instance", name.as_str()];
+    let mut first = start(&mounts, &ns, &same)?;
+    let pins = pin_dir(&mounts, &first);
+
+    let mut second = LbDaemon::start_in(&mounts, &ns, &config(), &["eth0"], &same)?;
+    let log = second.wait_exit(T)?;
+    let running = format!("instance \"{name}\" is already running (lb pid {})", first.process.pid());
+    ensure!(log.contains(&running) && log.contains("--instance OTHER"), "refusal does not say what to do: {log}");
+    ensure!(!log.contains("pinned the maps"), "the refused lb loaded anyway: {log}");
+    ensure!(pins.join("SERVICES").exists(), "the refused start touched the running instance's pins");
+    first.status().context("the first instance stopped answering")?;
+
+    // Killed, the first cannot clean up: its directory stays, stale, until the name is reused.
+    first.process.kill()?;
+    let start_wait = std::time::Instant::now();
+    while ns.xdp_attached("eth0")? {
+        ensure!(start_wait.elapsed() < T, "XDP still attached after the first lb was killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ensure!(pins.join("SERVICES").exists(), "the killed lb's pins are gone: nothing left to test");
+    let mut third = start(&mounts, &ns, &same)?;
+    let log = third.process.stderr_tail();
+    ensure!(log.contains("removed a stale pin directory"), "the stale directory was not reported: {log}");
+    ensure!(pins.join("SERVICES").exists(), "the new instance did not pin");
+    third.stop()?;
+    ensure!(!pins.exists(), "{} is still there after SIGTERM", pins.display());
+    Ok(())
+}
