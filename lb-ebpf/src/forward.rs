@@ -10,7 +10,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    Backend, CachedRoute, FAMILY_V4, Outcome, PROTO_UDP, ROUTE_CACHE_NS, csum::CsumUpdate,
+    Backend, CachedRoute, FAMILY_V4, NatVip, Outcome, PROTO_UDP, ROUTE_CACHE_NS, csum::CsumUpdate,
     reply_route_slot,
 };
 use network_types::eth::EthHdr;
@@ -43,22 +43,37 @@ pub struct Hop {
 /// routing towards backends).
 #[inline(always)]
 pub fn backend_hop(ctx: &XdpContext, pkt: &Packet, backend_id: u32, backend: &Backend) -> Result<Hop, Outcome> {
-    cached_hop(ctx, pkt, ROUTES.get_ptr_mut(backend_id), &backend.addr)
+    let from = Source { addr: &pkt.flow.src_addr, port: pkt.flow.src_port };
+    cached_hop(ctx, pkt, &from, ROUTES.get_ptr_mut(backend_id), &backend.addr)
 }
 
-/// The hop towards the packet's destination (a client, for NAT replies), from the per-CPU cache
-/// slot of that address while it is fresh. Same assumption: the route to a client does not
-/// depend on which VIP answers it.
+/// The hop towards the packet's destination (a client, for NAT replies) once it comes from
+/// `vip`, asked before the frame is rewritten; from the per-CPU cache slot of the client's
+/// address while it is fresh. Same assumption: the route to a client does not depend on which
+/// VIP answers it.
 #[inline(always)]
-pub fn client_hop(ctx: &XdpContext, pkt: &Packet) -> Result<Hop, Outcome> {
+pub fn client_hop(ctx: &XdpContext, pkt: &Packet, vip: &NatVip) -> Result<Hop, Outcome> {
     let to = pkt.flow.dst_addr;
-    cached_hop(ctx, pkt, REPLY_ROUTES.get_ptr_mut(reply_route_slot(&to)), &to)
+    let from = Source { addr: &vip.addr, port: vip.port };
+    cached_hop(ctx, pkt, &from, REPLY_ROUTES.get_ptr_mut(reply_route_slot(&to)), &to)
+}
+
+/// Where the packet comes from as it leaves (the FIB lookup's source address and port).
+pub struct Source<'a> {
+    pub addr: &'a [u32; 4],
+    pub port: u16,
 }
 
 /// The hop towards `to`: from `cached` if it is fresh and for the same address, family and
 /// ingress; else from the FIB, remembered in `cached` for ROUTE_CACHE_NS.
 #[inline(always)]
-fn cached_hop(ctx: &XdpContext, pkt: &Packet, cached: Option<*mut CachedRoute>, to: &[u32; 4]) -> Result<Hop, Outcome> {
+fn cached_hop(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    from: &Source,
+    cached: Option<*mut CachedRoute>,
+    to: &[u32; 4],
+) -> Result<Hop, Outcome> {
     let ingress = ingress(ctx);
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     if let Some(c) = cached {
@@ -67,7 +82,7 @@ fn cached_hop(ctx: &XdpContext, pkt: &Packet, cached: Option<*mut CachedRoute>, 
             return Ok(Hop { egress: c.egress, dst_mac: c.dst_mac, src_mac: c.src_mac });
         }
     }
-    let hop = fib_hop(ctx, pkt, to)?;
+    let hop = fib_hop(ctx, pkt, from, to)?;
     if let Some(c) = cached {
         unsafe {
             *c = CachedRoute {
@@ -85,23 +100,23 @@ fn cached_hop(ctx: &XdpContext, pkt: &Packet, cached: Option<*mut CachedRoute>, 
     Ok(hop)
 }
 
-/// Asks the FIB for the next hop towards `next_addr` for this packet (its own source, ports and
-/// protocol, so policy routing by them is honoured).
+/// Asks the FIB for the next hop towards `next_addr` for this packet as it leaves (source,
+/// ports and protocol, so policy routing by them is honoured).
 #[inline(always)]
-fn fib_hop(ctx: &XdpContext, pkt: &Packet, next_addr: &[u32; 4]) -> Result<Hop, Outcome> {
+fn fib_hop(ctx: &XdpContext, pkt: &Packet, from: &Source, next_addr: &[u32; 4]) -> Result<Hop, Outcome> {
     let mut p: bpf_fib_lookup = unsafe { core::mem::zeroed() };
     p.l4_protocol = pkt.flow.proto;
-    p.sport = pkt.flow.src_port;
+    p.sport = from.port;
     p.dport = pkt.flow.dst_port;
     p.__bindgen_anon_1.tot_len = (pkt.len as usize - pkt.l3) as u16;
     p.ifindex = ingress(ctx);
     if pkt.flow.family == FAMILY_V4 {
         p.family = AF_INET;
-        p.__bindgen_anon_3.ipv4_src = pkt.flow.src_addr[0];
+        p.__bindgen_anon_3.ipv4_src = from.addr[0];
         p.__bindgen_anon_4.ipv4_dst = next_addr[0];
     } else {
         p.family = AF_INET6;
-        p.__bindgen_anon_3.ipv6_src = pkt.flow.src_addr;
+        p.__bindgen_anon_3.ipv6_src = *from.addr;
         p.__bindgen_anon_4.ipv6_dst = *next_addr;
     }
     let ret = unsafe {

@@ -19,15 +19,16 @@ pub fn forward(ctx: &XdpContext, pkt: &mut Packet) -> Outcome {
     let Some(vip) = vip_of_reply(&pkt.flow) else {
         return Outcome::PassNoService;
     };
-    if forward::rewrite(ctx, pkt, Side::Src, &vip.addr, vip.port).is_err() {
-        return Outcome::PassMalformed;
-    }
-    let hop = match forward::client_hop(ctx, pkt) {
+    // The way out first, as for requests: a reply that cannot leave is dropped unchanged.
+    let hop = match forward::client_hop(ctx, pkt, &vip) {
         Ok(hop) => hop,
         Err(outcome) => return outcome,
     };
     let outcome = forward::way_out(ctx, &hop, Outcome::TxReply, Outcome::RedirectReply);
-    if outcome.is_forwarded() && forward::address_frame(ctx, &hop).is_err() {
+    if !outcome.is_forwarded() {
+        return outcome;
+    }
+    if forward::rewrite(ctx, pkt, Side::Src, &vip.addr, vip.port).is_err() || forward::address_frame(ctx, &hop).is_err() {
         return Outcome::PassMalformed;
     }
     outcome

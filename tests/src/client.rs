@@ -127,7 +127,7 @@ pub fn udp_ask(
     };
     let socket = {
         let _inside = ns.enter()?;
-        UdpSocket::bind(local).with_context(|| format!("UDP bind {local} in {}", ns.name()))?
+        bind_udp(local).with_context(|| format!("UDP bind {local} in {}", ns.name()))?
     };
     socket.set_read_timeout(Some(timeout))?;
     socket.connect(peer)?;
@@ -139,6 +139,19 @@ pub fn udp_ask(
         .recv(&mut buf)
         .with_context(|| format!("UDP reply from {peer} to {} within {timeout:?}", ns.name()))?;
     Ok(String::from_utf8_lossy(&buf[..n]).trim_end().to_owned())
+}
+
+/// Binds `local`, waiting up to a second while the port is in use: a socket this process just
+/// closed can live on for a moment in a child that another test thread forked and that has not
+/// yet exec'd (close-on-exec closes it only then).
+fn bind_udp(local: SocketAddr) -> std::io::Result<UdpSocket> {
+    for _ in 0..100 {
+        match UdpSocket::bind(local) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => std::thread::sleep(Duration::from_millis(10)),
+            other => return other,
+        }
+    }
+    UdpSocket::bind(local)
 }
 
 /// An HTTP/1.1 answer as read off the wire.

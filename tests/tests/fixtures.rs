@@ -562,6 +562,16 @@ fn table() -> Vec<Step> {
             let f = Frame::ack(&other.addr.to_string(), &sent.frame.src.to_string());
             Ok((Fixture::new(name, f.bytes(), PassNoService, Expect::Unchanged), None))
         }),
+        // The way out is decided before the source is rewritten: a reply that cannot leave
+        // (no neighbour entry for its client) is dropped as it came.
+        fwd("nat4 syn from a client without a neighbour entry", Frame::syn("10.200.10.77:40050", NAT4), Fwd::new()),
+        run("nat4 reply to a client without a neighbour entry: dropped unchanged", move |ctx, name| {
+            let sent = ctx.sent("nat4 syn from a client without a neighbour entry")?;
+            let backend = sent.backend.addr.ip();
+            let f = Frame::ack(&sent.backend.addr.to_string(), &sent.frame.src.to_string())
+                .with_macs(ctx.bed.neighbour_mac(backend)?, ctx.bed.egress_for(backend)?.mac);
+            Ok((Fixture::new(name, f.bytes(), DropNoNeighbour, Expect::Unchanged), None))
+        }),
         fwd("nat6 tcp syn", syn6(40020, "[fd00:200:99::2]:443"), Fwd::new()),
         reply("nat6 reply", "nat6 tcp syn"),
         fwd("nat6 second packet (session hit)", Frame::ack(&format!("[{CLIENT6}]:40020"), "[fd00:200:99::2]:443"), Fwd::hit("nat6 tcp syn")),
