@@ -27,6 +27,8 @@ mod service;
 #[cfg(target_arch = "bpf")]
 mod session;
 #[cfg(target_arch = "bpf")]
+mod session_table;
+#[cfg(target_arch = "bpf")]
 mod stats;
 
 #[cfg(target_arch = "bpf")]

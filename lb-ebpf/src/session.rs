@@ -2,14 +2,10 @@
 //! long as that backend is up; NAT replies are matched to their flow through the same record. A
 //! client's FIN/RST marks the record closing, so userspace can tell ended flows from live ones.
 
-use aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns;
-use lb_common::{
-    BACKEND_F_UP, Backend, FlowKey, SESSION_F_CLOSING, SESSION_F_NAT, SESSION_WAYS, ServiceInfo,
-    SERVICE_F_NAT, Session, SessionBucket, SessionSlot, session_bucket, session_check, session_clock,
-    session_hash,
-};
+use lb_common::{BACKEND_F_UP, Backend, FlowKey, SESSION_F_CLOSING, SESSION_F_NAT, SERVICE_F_NAT, ServiceInfo, Session};
 
-use crate::maps::{BACKENDS, SESSIONS};
+pub use crate::session_table::Flow;
+use crate::{maps::BACKENDS, session_table};
 
 /// Where a flow goes and how: from its session record, or chosen for it now.
 pub struct Assignment {
@@ -37,32 +33,14 @@ pub enum Lookup {
     Miss,
 }
 
-/// A flow and its SESSIONS hash, computed once per packet.
-pub struct Flow<'a> {
-    pub key: &'a FlowKey,
-    pub hash: u32,
-}
-
-impl<'a> Flow<'a> {
-    #[inline(always)]
-    pub fn new(key: &'a FlowKey) -> Self {
-        Flow { key, hash: session_hash(key) }
-    }
-}
-
 #[inline(always)]
 pub fn lookup(flow: &Flow) -> Lookup {
-    let Some(slot) = find(flow) else {
+    let Some(slot) = session_table::find(flow) else {
         return Lookup::Miss;
     };
-    let session = unsafe { (*slot).session };
-    let now = clock();
-    unsafe {
-        // One write a second at most: a busy flow does not keep dirtying its cache line.
-        if (*slot).seen != now {
-            (*slot).seen = now;
-        }
-    }
+    let slot = unsafe { &mut *slot };
+    session_table::touch(slot);
+    let session = slot.session;
     let backend_id = session.backend_id;
     match usable_backend(backend_id) {
         Some(backend) if backend.generation == session.generation => Lookup::Hit(Assignment {
@@ -94,81 +72,14 @@ pub fn record(flow: &Flow, to: &Assignment) {
         service_id: to.service_id as u16,
         flags: if to.nat { SESSION_F_NAT } else { 0 },
     };
-    let Some(bucket) = SESSIONS.get_ptr_mut(session_bucket(flow.hash)) else {
-        return;
-    };
-    let now = clock();
-    let slot = unsafe { &mut (*bucket).slots[victim(&*bucket, flow.key, now)] };
-    // The check goes last: until it is written, a reader on another CPU sees no session here.
-    slot.flow = *flow.key;
-    slot.session = session;
-    slot.seen = now;
-    slot.check = session_check(flow.hash, &session);
-}
-
-/// The slot a new record of `flow` takes: its own old record, else an empty slot, else the
-/// slot of a closing flow, else the one seen longest ago.
-#[inline(always)]
-fn victim(bucket: &SessionBucket, flow: &FlowKey, now: u32) -> usize {
-    let mut victim = 0;
-    let mut best = 0u32;
-    for i in 0..SESSION_WAYS {
-        let slot = &bucket.slots[i];
-        if same_flow(&slot.flow, flow) {
-            return i;
-        }
-        let score = if slot.check == 0 {
-            u32::MAX
-        } else {
-            let idle = now.wrapping_sub(slot.seen).min(CLOSING_BONUS - 1);
-            if slot.session.is_closing() { idle | CLOSING_BONUS } else { idle }
-        };
-        if score > best || i == 0 {
-            victim = i;
-            best = score;
-        }
-    }
-    victim
-}
-
-/// Ranks a closing flow's slot above every open flow's for reuse.
-const CLOSING_BONUS: u32 = 1 << 30;
-
-/// The slot holding `flow`'s whole record, if any.
-#[inline(always)]
-fn find(flow: &Flow) -> Option<*mut SessionSlot> {
-    let bucket = SESSIONS.get_ptr_mut(session_bucket(flow.hash))?;
-    for i in 0..SESSION_WAYS {
-        let slot = unsafe { &mut (*bucket).slots[i] };
-        if same_flow(&slot.flow, flow.key) && slot.check == session_check(flow.hash, &slot.session) {
-            return Some(slot);
-        }
-    }
-    None
-}
-
-/// Compares two flows as five 8-byte words (FlowKey is 8-byte aligned, every byte written).
-#[inline(always)]
-fn same_flow(a: &FlowKey, b: &FlowKey) -> bool {
-    let a = unsafe { &*(a as *const FlowKey as *const [u64; 5]) };
-    let b = unsafe { &*(b as *const FlowKey as *const [u64; 5]) };
-    a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4]
-}
-
-#[inline(always)]
-fn clock() -> u32 {
-    session_clock(unsafe { bpf_ktime_get_coarse_ns() })
+    session_table::store(flow, &session);
 }
 
 /// Marks the flow's record as closing (once: later FINs and RSTs find it marked).
 #[inline(always)]
 pub fn mark_closing(flow: &Flow) {
-    if let Some(slot) = find(flow) {
-        let slot = unsafe { &mut *slot };
-        if !slot.session.is_closing() {
-            slot.session.flags |= SESSION_F_CLOSING;
-            slot.check = session_check(flow.hash, &slot.session);
-        }
+    if let Some(slot) = session_table::find(flow) {
+        session_table::set_flags(unsafe { &mut *slot }, flow, SESSION_F_CLOSING);
     }
 }
 
@@ -177,7 +88,7 @@ pub fn mark_closing(flow: &Flow) {
 /// follow its removal.
 #[inline(always)]
 pub fn sent_to(flow: &FlowKey, addr: &[u32; 4], port: u16) -> bool {
-    let Some(slot) = find(&Flow::new(flow)) else {
+    let Some(slot) = session_table::find(&Flow::new(flow)) else {
         return false;
     };
     let session = unsafe { (*slot).session };
