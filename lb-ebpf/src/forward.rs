@@ -6,7 +6,7 @@
 
 use aya_ebpf::{
     bindings::{BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup},
-    helpers::generated::{bpf_fib_lookup as fib_lookup, bpf_ktime_get_coarse_ns},
+    helpers::generated::bpf_fib_lookup as fib_lookup,
     programs::XdpContext,
 };
 use lb_common::{
@@ -42,9 +42,9 @@ pub struct Hop {
 /// it assumes the route to a backend does not depend on the client (no source-based policy
 /// routing towards backends).
 #[inline(always)]
-pub fn backend_hop(ctx: &XdpContext, pkt: &Packet, backend_id: u32, backend: &Backend) -> Result<Hop, Outcome> {
+pub fn backend_hop(ctx: &XdpContext, pkt: &Packet, backend_id: u32, backend: &Backend, now_ns: u64) -> Result<Hop, Outcome> {
     let from = Source { addr: &pkt.flow.src_addr, port: pkt.flow.src_port };
-    cached_hop(ctx, pkt, &from, ROUTES.get_ptr_mut(backend_id), &backend.addr)
+    cached_hop(ctx, pkt, &from, ROUTES.get_ptr_mut(backend_id), &backend.addr, now_ns)
 }
 
 /// The hop towards the packet's destination (a client, for NAT replies) once it comes from
@@ -52,10 +52,10 @@ pub fn backend_hop(ctx: &XdpContext, pkt: &Packet, backend_id: u32, backend: &Ba
 /// address while it is fresh. Same assumption: the route to a client does not depend on which
 /// VIP answers it.
 #[inline(always)]
-pub fn client_hop(ctx: &XdpContext, pkt: &Packet, vip: &NatVip) -> Result<Hop, Outcome> {
+pub fn client_hop(ctx: &XdpContext, pkt: &Packet, vip: &NatVip, now_ns: u64) -> Result<Hop, Outcome> {
     let to = pkt.flow.dst_addr;
     let from = Source { addr: &vip.addr, port: vip.port };
-    cached_hop(ctx, pkt, &from, REPLY_ROUTES.get_ptr_mut(reply_route_slot(&to)), &to)
+    cached_hop(ctx, pkt, &from, REPLY_ROUTES.get_ptr_mut(reply_route_slot(&to)), &to, now_ns)
 }
 
 /// Where the packet comes from as it leaves (the FIB lookup's source address and port).
@@ -73,9 +73,9 @@ fn cached_hop(
     from: &Source,
     cached: Option<*mut CachedRoute>,
     to: &[u32; 4],
+    now: u64,
 ) -> Result<Hop, Outcome> {
     let ingress = ingress(ctx);
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
     if let Some(c) = cached {
         let c = unsafe { &*c };
         if c.expires_ns > now && c.ingress == ingress && c.to == *to && c.family == pkt.flow.family {

@@ -1,7 +1,7 @@
 //! Bounds-checked access to the frame: the verifier accepts a pointer only after it was compared
 //! against data_end.
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{helpers::generated::bpf_ktime_get_coarse_ns, programs::XdpContext};
 
 /// Pointer to a `T` at `offset` bytes into the frame, if the whole `T` lies inside it.
 #[inline(always)]
@@ -44,4 +44,11 @@ pub unsafe fn load32(base: *const u8, offset: usize) -> u32 {
 #[inline(always)]
 pub unsafe fn load16(base: *const u8, offset: usize) -> u16 {
     unsafe { (base.add(offset) as *const u16).read() }
+}
+
+/// The coarse clock (ns), read once per packet by the pipeline for the route caches and the
+/// session table: it is a helper call.
+#[inline(always)]
+pub fn now_ns() -> u64 {
+    unsafe { bpf_ktime_get_coarse_ns() }
 }

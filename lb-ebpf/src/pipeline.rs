@@ -5,7 +5,7 @@ use lb_common::{Event, Outcome};
 
 use crate::{
     forward::{self, Side},
-    parse, reply, select, service,
+    packet, parse, reply, select, service,
     session::{self, Lookup},
     stats,
 };
@@ -30,7 +30,8 @@ fn run(ctx: &XdpContext) -> Outcome {
     // does), which spares new connections the session lookup. A known flow's record says all
     // the rest of the path needs, which spares it the SERVICES lookup.
     let flow = session::Flow::new(&pkt.flow);
-    let known = if pkt.opens_connection() { Lookup::Miss } else { session::lookup(&flow) };
+    let now = packet::now_ns();
+    let known = if pkt.opens_connection() { Lookup::Miss } else { session::lookup(&flow, now) };
     let to = match known {
         Lookup::Hit(to) => to,
         known => {
@@ -46,7 +47,7 @@ fn run(ctx: &XdpContext) -> Outcome {
             to
         }
     };
-    let hop = match forward::backend_hop(ctx, &pkt, to.backend_id, &to.backend) {
+    let hop = match forward::backend_hop(ctx, &pkt, to.backend_id, &to.backend, now) {
         Ok(hop) => hop,
         Err(outcome) => return outcome,
     };
@@ -58,7 +59,7 @@ fn run(ctx: &XdpContext) -> Outcome {
     // Recorded before the NAT rewrite: sessions are keyed by what the client sent (the NAT
     // reply path finds them by the same key).
     if to.new {
-        session::record(&flow, &to);
+        session::record(&flow, &to, now);
     }
     if pkt.ends_connection() {
         session::mark_closing(&flow);

@@ -10,6 +10,7 @@ use crate::{
     filter,
     forward::{self, Side},
     maps::{NAT_REPLIES, NAT_REPLY_FILTER},
+    packet,
     parse::Packet,
     session,
 };
@@ -20,7 +21,7 @@ pub fn forward(ctx: &XdpContext, pkt: &mut Packet) -> Outcome {
         return Outcome::PassNoService;
     };
     // The way out first, as for requests: a reply that cannot leave is dropped unchanged.
-    let hop = match forward::client_hop(ctx, pkt, &vip) {
+    let hop = match forward::client_hop(ctx, pkt, &vip, packet::now_ns()) {
         Ok(hop) => hop,
         Err(outcome) => return outcome,
     };

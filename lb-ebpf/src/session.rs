@@ -34,12 +34,12 @@ pub enum Lookup {
 }
 
 #[inline(always)]
-pub fn lookup(flow: &Flow) -> Lookup {
+pub fn lookup(flow: &Flow, now_ns: u64) -> Lookup {
     let Some(slot) = session_table::find(flow) else {
         return Lookup::Miss;
     };
     let slot = unsafe { &mut *slot };
-    session_table::touch(slot);
+    session_table::touch(slot, now_ns);
     let session = slot.session;
     let backend_id = session.backend_id;
     match usable_backend(backend_id) {
@@ -65,14 +65,14 @@ pub fn usable_backend(id: u32) -> Option<Backend> {
 }
 
 #[inline(always)]
-pub fn record(flow: &Flow, to: &Assignment) {
+pub fn record(flow: &Flow, to: &Assignment, now_ns: u64) {
     let session = Session {
         backend_id: to.backend_id,
         generation: to.backend.generation,
         service_id: to.service_id as u16,
         flags: if to.nat { SESSION_F_NAT } else { 0 },
     };
-    session_table::store(flow, &session);
+    session_table::store(flow, &session, now_ns);
 }
 
 /// Marks the flow's record as closing (once: later FINs and RSTs find it marked).

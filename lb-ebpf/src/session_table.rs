@@ -1,7 +1,6 @@
 //! The mechanics of SESSIONS (layout and rules in lb_common::session_table): find a flow's
 //! slot, store a record, keep `seen` and `check` right. What a record means is session.rs's.
 
-use aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns;
 use lb_common::{
     FlowKey, SESSION_WAYS, Session, SessionBucket, SessionSlot, session_bucket, session_check, session_clock,
     session_hash,
@@ -24,11 +23,11 @@ impl<'a> Flow<'a> {
 
 /// Records `session` for `flow` in the slot `victim` picks.
 #[inline(always)]
-pub fn store(flow: &Flow, session: &Session) {
+pub fn store(flow: &Flow, session: &Session, now_ns: u64) {
     let Some(bucket) = SESSIONS.get_ptr_mut(session_bucket(flow.hash)) else {
         return;
     };
-    let now = clock();
+    let now = session_clock(now_ns);
     let slot = unsafe { &mut (*bucket).slots[victim(&*bucket, flow.key, now)] };
     // The check goes last: until it is written, a reader on another CPU sees no session here.
     slot.flow = *flow.key;
@@ -40,8 +39,8 @@ pub fn store(flow: &Flow, session: &Session) {
 /// Notes that a packet of the slot's flow passed now. One write a second at most: a busy flow
 /// does not keep dirtying its cache line.
 #[inline(always)]
-pub fn touch(slot: &mut SessionSlot) {
-    let now = clock();
+pub fn touch(slot: &mut SessionSlot, now_ns: u64) {
+    let now = session_clock(now_ns);
     if slot.seen != now {
         slot.seen = now;
     }
@@ -105,7 +104,3 @@ fn same_flow(a: &FlowKey, b: &FlowKey) -> bool {
     a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4]
 }
 
-#[inline(always)]
-fn clock() -> u32 {
-    session_clock(unsafe { bpf_ktime_get_coarse_ns() })
-}

@@ -36,52 +36,42 @@ pub fn spawn_checker(
     events: UnboundedSender<HealthEvent>,
     status: StatusTable,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(service, backend, target, cfg, initial, events, status))
-}
-
-async fn run(
-    service: String,
-    backend: SocketAddr,
-    target: SocketAddr,
-    cfg: HealthConfig,
-    initial: Health,
-    events: UnboundedSender<HealthEvent>,
-    status: StatusTable,
-) {
-    let key = (service, backend);
-    let mut state = match initial {
-        Health::Down => HealthState::new(cfg.rise, cfg.fall),
-        Health::Up => HealthState::initial_up(cfg.rise, cfg.fall),
-    };
-    let mut checks = 0u64;
-    publish(&status, &key, state.health(), None, checks);
-
-    // tokio panics on a zero period; validated configs never have one.
-    let mut ticker = tokio::time::interval(cfg.interval.max(Duration::from_millis(1)));
-    // A late probe pushes the schedule back rather than firing a burst to catch up.
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let result = check_once(target, &cfg).await;
-        checks += 1;
-        let change = state.record(result.ok);
-        publish(&status, &key, state.health(), Some(&result), checks);
-        if let Some(err) = &result.error {
-            tracing::debug!(service = %key.0, backend = %backend, error = %err, "health check failed");
-        }
-        let Some(health) = change else { continue };
-        let event = HealthEvent {
-            service: key.0.clone(),
-            backend,
-            health,
-            check: checks,
-            detail: detail(health, &cfg, &result),
+    tokio::spawn(async move {
+        let key = (service, backend);
+        let mut state = match initial {
+            Health::Down => HealthState::new(cfg.rise, cfg.fall),
+            Health::Up => HealthState::initial_up(cfg.rise, cfg.fall),
         };
-        if events.send(event).is_err() {
-            // Nobody listens any more: the daemon is shutting down.
-            return;
+        let mut checks = 0u64;
+        publish(&status, &key, state.health(), None, checks);
+
+        // tokio panics on a zero period; validated configs never have one.
+        let mut ticker = tokio::time::interval(cfg.interval.max(Duration::from_millis(1)));
+        // A late probe pushes the schedule back rather than firing a burst to catch up.
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let result = check_once(target, &cfg).await;
+            checks += 1;
+            let change = state.record(result.ok);
+            publish(&status, &key, state.health(), Some(&result), checks);
+            if let Some(err) = &result.error {
+                tracing::debug!(service = %key.0, backend = %backend, error = %err, "health check failed");
+            }
+            let Some(health) = change else { continue };
+            let event = HealthEvent {
+                service: key.0.clone(),
+                backend,
+                health,
+                check: checks,
+                detail: detail(health, &cfg, &result),
+            };
+            if events.send(event).is_err() {
+                // Nobody listens any more: the daemon is shutting down.
+                return;
+            }
         }
-    }
+    })
 }
 
 fn publish(
