@@ -4,6 +4,9 @@
 
 fn main() -> anyhow::Result<()> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../lb-ebpf");
+    // aya-build watches lb-ebpf only; the object also compiles lb-common (layouts, hashes), and
+    // without this a change there would leave a stale program embedded in `lb`.
+    println!("cargo:rerun-if-changed={}", concat!(env!("CARGO_MANIFEST_DIR"), "/../lb-common"));
     aya_build::build_ebpf(
         [aya_build::Package { name: "lb-ebpf", root_dir: root, ..Default::default() }],
         aya_build::Toolchain::Nightly,
