@@ -3,6 +3,9 @@
 //! goes. Userspace calls the very same functions to predict and test every kernel decision.
 #![no_std]
 
+#[cfg(test)]
+extern crate std;
+
 pub mod csum;
 pub mod filter;
 pub mod hash;

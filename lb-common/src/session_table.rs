@@ -116,6 +116,26 @@ mod tests {
     }
 
     #[test]
+    fn structured_flows_spread_over_buckets_like_random_ones() {
+        // 2^20 flows that differ only in client address and port (what real traffic looks
+        // like) into 2^18 buckets: a random placement leaves e^-4 of the buckets (~4,800)
+        // empty and none holding more than ~16.
+        let mut load = std::vec![0u8; SESSION_BUCKETS as usize];
+        for client in 0..256u32 {
+            for port in 0..4096u16 {
+                let mut key = flow(1024 + port);
+                key.src_addr = addr_v4([10, 1, (client >> 8) as u8, client as u8]);
+                let b = &mut load[session_bucket(session_hash(&key)) as usize];
+                *b = b.saturating_add(1);
+            }
+        }
+        let empty = load.iter().filter(|&&n| n == 0).count();
+        let fullest = *load.iter().max().unwrap();
+        assert!((4000..5600).contains(&empty), "{empty} empty buckets, expected ~4800");
+        assert!(fullest <= 18, "a bucket holds {fullest} flows");
+    }
+
+    #[test]
     fn buckets_cover_the_table() {
         assert_eq!(session_bucket(u32::MAX), SESSION_BUCKETS - 1);
         assert_eq!(SESSION_BUCKETS as usize * SESSION_WAYS, MAX_SESSIONS as usize);
