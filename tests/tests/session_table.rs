@@ -11,7 +11,7 @@ mod frames;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use lb::balancer::{Balancer, InitialHealth};
 use lb::config::Config;
 use lb::dataplane::Dataplane;
@@ -95,10 +95,18 @@ fn a_full_bucket_gives_up_closing_flows_first_then_the_longest_idle() -> Result<
 
     // Let the session clock (about 1 s a tick) move on, then see every flow but flow 2 again:
     // the next newcomer displaces flow 2, the one seen longest ago.
+    let seen_before = lb.dataplane().session_seen(&fill[0].flow_key()).context("flow 0's record")?;
     std::thread::sleep(Duration::from_millis(2300));
     for f in [&fill[0], &fill[3], &newcomers[0]] {
         run(&mut lb, &bed, &f.clone().later(b"data"))?;
     }
+    // 2.3 s is 2.14 ticks of 1.07 s: the program's clock runs at the wall clock's pace (a
+    // wrong tick length, HZ=250 taken for HZ=1000 say, would be off by a factor of 4).
+    let seen_after = lb.dataplane().session_seen(&fill[0].flow_key()).context("flow 0's record")?;
+    ensure!(
+        (2..=3).contains(&seen_after.wrapping_sub(seen_before)),
+        "2.3 s moved the session clock from {seen_before} to {seen_after}, expected 2 or 3 ticks"
+    );
     run(&mut lb, &bed, &newcomers[1])?;
     ensure!(
         recorded(&lb, fill) == [true, false, false, true] && recorded(&lb, newcomers) == [true, true],

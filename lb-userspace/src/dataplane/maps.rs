@@ -118,6 +118,12 @@ impl Dataplane {
         self.sessions.get(flow)
     }
 
+    /// The session clock tick (lb_common::session_clock) when a packet of the flow last passed,
+    /// if the flow holds a record.
+    pub fn session_seen(&self, flow: &FlowKey) -> Option<u32> {
+        self.sessions.slot(flow).map(|s| s.seen)
+    }
+
     /// All session records (for status and tests; scans the whole table).
     pub fn sessions(&self) -> Vec<(FlowKey, Session)> {
         self.sessions.iter().collect()

@@ -4,6 +4,7 @@
 mod attach;
 mod banks;
 mod bpffs;
+mod clock;
 mod counters;
 mod filter;
 mod grace;
@@ -44,6 +45,8 @@ pub enum DataplaneError {
     Load(#[source] aya::EbpfError),
     #[error("the kernel refused the XDP program: {0}")]
     Verify(#[source] aya::programs::ProgramError),
+    #[error("cannot tell the kernel's tick length, which the XDP program's clock counts in: {0}")]
+    Clock(#[source] std::io::Error),
     #[error("map {name} is missing or has the wrong type: {detail}")]
     Map { name: &'static str, detail: String },
     #[error("writing map {name} failed: {source}")]
@@ -100,7 +103,11 @@ impl Dataplane {
     }
 
     fn load_into(pins: Option<PinDir>) -> Result<Self, DataplaneError> {
-        let mut ebpf = EbpfLoader::new().load(XDP_OBJECT).map_err(DataplaneError::Load)?;
+        let ns_per_jiffy = clock::ns_per_jiffy().map_err(DataplaneError::Clock)?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global("NS_PER_JIFFY", &ns_per_jiffy, true)
+            .load(XDP_OBJECT)
+            .map_err(DataplaneError::Load)?;
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM)
             .ok_or_else(|| DataplaneError::Map { name: "lb_xdp", detail: "program not in object".into() })?

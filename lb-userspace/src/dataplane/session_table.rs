@@ -3,7 +3,7 @@
 //! of bpf() calls.
 
 use aya::maps::Map;
-use lb_common::{FlowKey, SESSION_BUCKETS, Session, SessionBucket, session_bucket, session_hash};
+use lb_common::{FlowKey, SESSION_BUCKETS, Session, SessionBucket, SessionSlot, session_bucket, session_hash};
 
 use super::{DataplaneError, mapped::Mapped};
 
@@ -26,8 +26,13 @@ impl SessionTable {
 
     /// The flow's record, if it holds one.
     pub(super) fn get(&self, flow: &FlowKey) -> Option<Session> {
+        self.slot(flow).map(|s| s.session)
+    }
+
+    /// The slot holding the flow's whole record, if any.
+    pub(super) fn slot(&self, flow: &FlowKey) -> Option<SessionSlot> {
         let bucket = self.bucket(session_bucket(session_hash(flow)) as usize);
-        bucket.slots.iter().find(|s| s.flow == *flow && s.is_valid()).map(|s| s.session)
+        bucket.slots.into_iter().find(|s| s.flow == *flow && s.is_valid())
     }
 
     /// Every whole record (a slot caught mid-write is skipped).
