@@ -17,7 +17,7 @@ use network_types::eth::EthHdr;
 
 use crate::{
     maps::{EGRESS, REPLY_ROUTES, ROUTES},
-    packet::{ptr_at, raw16, raw32},
+    packet::{load16, load32, ptr_at, store16, store32},
     parse::Packet,
 };
 
@@ -174,39 +174,37 @@ pub fn rewrite(ctx: &XdpContext, pkt: &mut Packet, end: Side, addr: &[u32; 4], p
     } else {
         ptr_at::<[u8; 18]>(ctx, pkt.l4).ok_or(())?.cast()
     };
-    let l4_check = unsafe { l4.add(if udp { 6 } else { 16 }) } as *mut [u8; 2];
-    let port_ptr = unsafe { l4.add(port_off) } as *mut [u8; 2];
+    let l4_check_off = if udp { 6 } else { 16 };
     let old_addr = if end == Side::Src { pkt.flow.src_addr } else { pkt.flow.dst_addr };
-    let old_port = raw16(unsafe { *port_ptr });
-
+    let old_port = unsafe { load16(l4, port_off) };
+    let old_check = unsafe { load16(l4, l4_check_off) };
+    // The L4 checksum's pseudo header covers the address: for IPv4 one word of it.
+    let mut c = CsumUpdate::new(old_check);
     if v4 {
-        let ip_check: *mut [u8; 2] = ptr_at(ctx, pkt.l3 + 10).ok_or(())?;
-        let a: *mut [u8; 4] = ptr_at(ctx, pkt.l3 + addr_off).ok_or(())?;
+        let ip: *mut u8 = ptr_at::<[u8; 20]>(ctx, pkt.l3).ok_or(())?.cast();
         unsafe {
-            let mut c = CsumUpdate::new(raw16(*ip_check));
-            c.replace_u32(raw32(*a), addr[0]);
-            *ip_check = c.finish().to_ne_bytes();
-            *a = addr[0].to_ne_bytes();
+            let mut ip_check = CsumUpdate::new(load16(ip, 10));
+            ip_check.replace_u32(load32(ip, addr_off), addr[0]);
+            store16(ip, 10, ip_check.finish());
+            store32(ip, addr_off, addr[0]);
         }
+        c.replace_u32(old_addr[0], addr[0]);
     } else {
-        let a: *mut [[u8; 4]; 4] = ptr_at(ctx, pkt.l3 + addr_off).ok_or(())?;
+        let ip: *mut u8 = ptr_at::<[u8; 40]>(ctx, pkt.l3).ok_or(())?.cast();
         unsafe {
-            (*a)[0] = addr[0].to_ne_bytes();
-            (*a)[1] = addr[1].to_ne_bytes();
-            (*a)[2] = addr[2].to_ne_bytes();
-            (*a)[3] = addr[3].to_ne_bytes();
+            store32(ip, addr_off, addr[0]);
+            store32(ip, addr_off + 4, addr[1]);
+            store32(ip, addr_off + 8, addr[2]);
+            store32(ip, addr_off + 12, addr[3]);
         }
+        c.replace_addr(&old_addr, addr);
     }
-    unsafe { *port_ptr = port.to_ne_bytes() };
-
-    let old_check = raw16(unsafe { *l4_check });
+    unsafe { store16(l4, port_off, port) };
     // An IPv4 UDP checksum of zero means "none sent": leave it so.
     if !(udp && v4 && old_check == 0) {
-        let mut c = CsumUpdate::new(old_check);
-        c.replace_addr(&old_addr, addr);
         c.replace_u16(old_port, port);
         let check = if udp { c.finish_udp() } else { c.finish() };
-        unsafe { *l4_check = check.to_ne_bytes() };
+        unsafe { store16(l4, l4_check_off, check) };
     }
 
     if end == Side::Src {

@@ -20,11 +20,6 @@ pub fn raw16(bytes: [u8; 2]) -> u16 {
     u16::from_ne_bytes(bytes)
 }
 
-#[inline(always)]
-pub fn raw32(bytes: [u8; 4]) -> u32 {
-    u32::from_ne_bytes(bytes)
-}
-
 /// Loads the wire-order word at `offset` bytes past `base` with one instruction. Header fields
 /// are not word-aligned in the frame (the IP header starts at byte 14), but x86-64 and arm64
 /// load unaligned words natively and the verifier allows it there, while a byte-wise
@@ -44,6 +39,24 @@ pub unsafe fn load32(base: *const u8, offset: usize) -> u32 {
 #[inline(always)]
 pub unsafe fn load16(base: *const u8, offset: usize) -> u16 {
     unsafe { (base.add(offset) as *const u16).read() }
+}
+
+/// Stores a wire-order word at `offset` bytes past `base` with one instruction (see `load32`).
+///
+/// # Safety
+/// `base + offset .. + 4` must lie inside a range already checked against data_end.
+#[inline(always)]
+pub unsafe fn store32(base: *mut u8, offset: usize, value: u32) {
+    unsafe { (base.add(offset) as *mut u32).write(value) }
+}
+
+/// Like `store32`, for a 16-bit field.
+///
+/// # Safety
+/// As `store32`, for 2 bytes.
+#[inline(always)]
+pub unsafe fn store16(base: *mut u8, offset: usize, value: u16) {
+    unsafe { (base.add(offset) as *mut u16).write(value) }
 }
 
 /// Nanoseconds per kernel tick (1e9 / CONFIG_HZ). A read-only global: the loader (userspace
