@@ -141,8 +141,9 @@ pub struct NatReplyVips {
 }
 
 /// ROUTES and REPLY_ROUTES value (per CPU): where the last bpf_fib_lookup towards address `to`
-/// said to send its frames. Written only by the XDP program; valid while `expires_ns` (coarse
-/// monotonic clock) is ahead, for packets to `to` (of `family`) arriving on `ingress`.
+/// said to send its frames. Written only by the XDP program; valid while `expires_ns` (the
+/// program's tick clock, lb-ebpf packet::now_ns) is ahead, for packets to `to` (of `family`)
+/// arriving on `ingress`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CachedRoute {
