@@ -149,6 +149,11 @@ impl PinDir {
     pub fn pin_object(&self, ebpf: &mut Ebpf) -> Result<usize, PinError> {
         let mut maps = 0;
         for (name, map) in ebpf.maps() {
+            // Global data (.rodata: constants set at load) is no state to look at, and bpffs
+            // refuses names with a dot.
+            if name.starts_with('.') {
+                continue;
+            }
             let path = self.path.join(name);
             map.pin(&path).map_err(|source| PinError::Pin { object: format!("map {name}"), path, source })?;
             maps += 1;
