@@ -22,7 +22,7 @@ BENCH=$!
 trap 'kill $BENCH 2>/dev/null || true' EXIT
 ID=
 for _ in $(seq 1 60); do
-    ID=$(bpftool prog show 2>/dev/null | grep "name lb_xdp " | awk -F: '{print $1}' | tail -1)
+    ID=$(bpftool prog show 2>/dev/null | grep "name lb_xdp " | awk -F: '{print $1}' | tail -1 || true)
     [ -n "$ID" ] && break
     sleep 0.5
 done
