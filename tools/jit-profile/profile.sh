@@ -19,7 +19,15 @@ gcc -O1 -o "$OUT/jitdump" "$ROOT/tools/jit-profile/jitdump.c"
 cargo build --release -q -p lb-tests --bin lb-bench --manifest-path "$ROOT/Cargo.toml"
 "$ROOT/target/release/lb-bench" 20000000 "$CASE" > "$OUT/bench.out" 2>&1 &
 BENCH=$!
-trap 'kill $BENCH 2>/dev/null || true' EXIT
+# Killed midway, lb-bench cannot remove its namespace (lbt-<pid>-<n>-bench): done here.
+cleanup() {
+    kill "$BENCH" 2>/dev/null || true
+    wait "$BENCH" 2>/dev/null || true
+    for ns in $(ip netns list | awk '{print $1}' | grep "^lbt-$BENCH-" || true); do
+        ip netns del "$ns"
+    done
+}
+trap cleanup EXIT
 ID=
 for _ in $(seq 1 60); do
     ID=$(bpftool prog show 2>/dev/null | grep "name lb_xdp " | awk -F: '{print $1}' | tail -1 || true)
