@@ -17,7 +17,7 @@ use network_types::eth::EthHdr;
 
 use crate::{
     maps::{EGRESS, REPLY_ROUTES, ROUTES},
-    packet::{load16, load32, ptr_at, store16, store32},
+    packet::{load16, ptr_at, store16, store32},
     parse::Packet,
 };
 
@@ -184,7 +184,7 @@ pub fn rewrite(ctx: &XdpContext, pkt: &mut Packet, end: Side, addr: &[u32; 4], p
         let ip: *mut u8 = ptr_at::<[u8; 20]>(ctx, pkt.l3).ok_or(())?.cast();
         unsafe {
             let mut ip_check = CsumUpdate::new(load16(ip, 10));
-            ip_check.replace_u32(load32(ip, addr_off), addr[0]);
+            ip_check.replace_u32(old_addr[0], addr[0]);
             store16(ip, 10, ip_check.finish());
             store32(ip, addr_off, addr[0]);
         }
