@@ -11,14 +11,28 @@
 use crate::{
     hash::flow_hash,
     layout::{FlowKey, HASH_FIVE_TUPLE, Session},
-    limits::MAX_SESSIONS,
+    limits::{DEFAULT_SESSION_CAPACITY, MAX_SESSION_CAPACITY, MIN_SESSION_CAPACITY},
 };
 
 /// Slots per bucket: four 64-byte slots, one flow in each.
 pub const SESSION_WAYS: usize = 4;
-/// Buckets of SESSIONS (a power of two: a bucket is a mask of the hash).
-pub const SESSION_BUCKETS: u32 = MAX_SESSIONS / SESSION_WAYS as u32;
-const _: () = assert!(SESSION_BUCKETS.is_power_of_two());
+/// Buckets of SESSIONS for a capacity of `sessions` records (a power of two, so a flow's
+/// bucket is a mask of its hash). The loader sizes the map with it and passes the mask to the
+/// program (SESSION_BUCKET_MASK).
+#[inline(always)]
+pub const fn session_buckets(sessions: u32) -> u32 {
+    sessions / SESSION_WAYS as u32
+}
+/// Buckets of SESSIONS at DEFAULT_SESSION_CAPACITY: how the object declares the map.
+pub const DEFAULT_SESSION_BUCKETS: u32 = session_buckets(DEFAULT_SESSION_CAPACITY);
+const _: () = assert!(
+    DEFAULT_SESSION_CAPACITY.is_power_of_two()
+        && MIN_SESSION_CAPACITY.is_power_of_two()
+        && MAX_SESSION_CAPACITY.is_power_of_two()
+        && session_buckets(MIN_SESSION_CAPACITY) > 0
+        && MIN_SESSION_CAPACITY <= DEFAULT_SESSION_CAPACITY
+        && DEFAULT_SESSION_CAPACITY <= MAX_SESSION_CAPACITY
+);
 
 /// One flow's record.
 #[repr(C)]
@@ -48,10 +62,10 @@ pub fn session_hash(flow: &FlowKey) -> u32 {
     flow_hash(flow, HASH_FIVE_TUPLE)
 }
 
-/// The bucket of a flow with hash `hash`.
+/// The bucket of a flow with hash `hash` in a table of `buckets` buckets (session_buckets).
 #[inline(always)]
-pub const fn session_bucket(hash: u32) -> u32 {
-    hash & (SESSION_BUCKETS - 1)
+pub const fn session_bucket(hash: u32, buckets: u32) -> u32 {
+    hash & (buckets - 1)
 }
 
 /// Binds a slot's session to its flow: a reader that finds a flow beside another flow's
@@ -120,12 +134,12 @@ mod tests {
         // 2^20 flows that differ only in client address and port (what real traffic looks
         // like) into 2^18 buckets: a random placement leaves e^-4 of the buckets (~4,800)
         // empty and none holding more than ~16.
-        let mut load = std::vec![0u8; SESSION_BUCKETS as usize];
+        let mut load = std::vec![0u8; DEFAULT_SESSION_BUCKETS as usize];
         for client in 0..256u32 {
             for port in 0..4096u16 {
                 let mut key = flow(1024 + port);
                 key.src_addr = addr_v4([10, 1, (client >> 8) as u8, client as u8]);
-                let b = &mut load[session_bucket(session_hash(&key)) as usize];
+                let b = &mut load[session_bucket(session_hash(&key), DEFAULT_SESSION_BUCKETS) as usize];
                 *b = b.saturating_add(1);
             }
         }
@@ -137,7 +151,11 @@ mod tests {
 
     #[test]
     fn buckets_cover_the_table() {
-        assert_eq!(session_bucket(u32::MAX), SESSION_BUCKETS - 1);
-        assert_eq!(SESSION_BUCKETS as usize * SESSION_WAYS, MAX_SESSIONS as usize);
+        for capacity in [MIN_SESSION_CAPACITY, DEFAULT_SESSION_CAPACITY, MAX_SESSION_CAPACITY] {
+            let buckets = session_buckets(capacity);
+            assert_eq!(session_bucket(u32::MAX, buckets), buckets - 1);
+            assert_eq!(session_bucket(buckets, buckets), 0);
+            assert_eq!(buckets as usize * SESSION_WAYS, capacity as usize);
+        }
     }
 }

@@ -9,7 +9,7 @@ use aya_ebpf::{
 use lb_common::{
     Backend, CachedRoute, EVENT_COUNT, Endpoint, FILTER_WORDS, MAX_BACKENDS,
     MAX_INTERFACES, MAX_NAT_ENDPOINTS, MAX_SERVICE_BACKENDS, MAX_SERVICES,
-    MAX_TABLE_SIZE, NatReplyVips, OUTCOME_COUNT, REPLY_ROUTE_SLOTS, SESSION_BUCKETS, ServiceInfo, ServiceKey, SessionBucket, TABLE_BANKS,
+    MAX_TABLE_SIZE, NatReplyVips, OUTCOME_COUNT, REPLY_ROUTE_SLOTS, DEFAULT_SESSION_BUCKETS, ServiceInfo, ServiceKey, SessionBucket, TABLE_BANKS,
     TrafficCounters,
 };
 
@@ -50,9 +50,10 @@ pub static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
 /// -> VIP five-tuple) was sent. Written by this program only: a flow's first packet records it,
 /// the client's FIN/RST marks it closing (see lb_common::session_table). Userspace maps it
 /// (BPF_F_MMAPABLE) to read it (explain, status, drains) and clears it in tests. NAT replies
-/// find their VIP by it. 2^18 buckets x 256 B = 64 MiB.
+/// find their VIP by it. Sized by the loader from `[sessions] capacity` (buckets of 256 B; the
+/// default 2^18 buckets are 64 MiB), which passes the matching SESSION_BUCKET_MASK.
 #[map]
-pub static SESSIONS: Array<SessionBucket> = Array::with_max_entries(SESSION_BUCKETS, BPF_F_MMAPABLE);
+pub static SESSIONS: Array<SessionBucket> = Array::with_max_entries(DEFAULT_SESSION_BUCKETS, BPF_F_MMAPABLE);
 
 /// Endpoint of a NAT backend (address, port, protocol) -> NatReplyVips: the VIPs its replies
 /// may have to come from. Written by userspace with the backends of NAT services. The session

@@ -2,8 +2,8 @@
 //! slot, store a record, keep `seen` and `check` right. What a record means is session.rs's.
 
 use lb_common::{
-    FlowKey, SESSION_WAYS, Session, SessionBucket, SessionSlot, session_bucket, session_check, session_clock,
-    session_hash,
+    DEFAULT_SESSION_BUCKETS, FlowKey, SESSION_WAYS, Session, SessionBucket, SessionSlot, session_check,
+    session_clock, session_hash,
 };
 
 use crate::maps::SESSIONS;
@@ -21,10 +21,21 @@ impl<'a> Flow<'a> {
     }
 }
 
+/// SESSIONS's buckets less one (their count is a power of two). A read-only global: the loader
+/// (userspace `dataplane`) sets it with the size it gives SESSIONS, from `[sessions] capacity`.
+#[unsafe(no_mangle)]
+static SESSION_BUCKET_MASK: u32 = DEFAULT_SESSION_BUCKETS - 1;
+
+/// The flow's bucket: lb_common::session_bucket with the loaded table's size.
+#[inline(always)]
+fn bucket_of(flow: &Flow) -> u32 {
+    flow.hash & unsafe { core::ptr::read_volatile(&SESSION_BUCKET_MASK) }
+}
+
 /// Records `session` for `flow` in the slot `victim` picks.
 #[inline(always)]
 pub fn store(flow: &Flow, session: &Session, now_ns: u64) {
-    let Some(bucket) = SESSIONS.get_ptr_mut(session_bucket(flow.hash)) else {
+    let Some(bucket) = SESSIONS.get_ptr_mut(bucket_of(flow)) else {
         return;
     };
     let now = session_clock(now_ns);
@@ -86,7 +97,7 @@ const CLOSING_BONUS: u32 = 1 << 30;
 /// The slot holding `flow`'s whole record, if any.
 #[inline(always)]
 pub fn find(flow: &Flow) -> Option<*mut SessionSlot> {
-    let bucket = SESSIONS.get_ptr_mut(session_bucket(flow.hash))?;
+    let bucket = SESSIONS.get_ptr_mut(bucket_of(flow))?;
     for i in 0..SESSION_WAYS {
         let slot = unsafe { &mut (*bucket).slots[i] };
         if same_flow(&slot.flow, flow.key) && slot.check == session_check(flow.hash, &slot.session) {

@@ -16,7 +16,7 @@ use lb::{
     config::Config,
     dataplane::{BPFFS, PIN_ROOT, PROGRAM, PROGRAM_PIN_PREFIX, XDP_OBJECT, is_bpffs},
 };
-use lb_common::{SERVICE_F_NAT, ServiceInfo, ServiceKey};
+use lb_common::{SERVICE_F_NAT, ServiceInfo, ServiceKey, session_buckets};
 use lb_tests::{
     Netns,
     daemon::LbDaemon,
@@ -36,7 +36,11 @@ fn lb_host() -> Result<Netns> {
     Ok(ns)
 }
 
-/// A NAT TCP service and a DSR UDP service (backends need not answer: nothing is sent).
+/// Session capacity of `config()`: not the default, so the pinned SESSIONS shows lb sized it.
+const SESSION_CAPACITY: u32 = 4096;
+
+/// A NAT TCP service and a DSR UDP service (backends need not answer: nothing is sent), and a
+/// session table of SESSION_CAPACITY.
 fn config() -> String {
     let service = |name: &str, port, protocol, forwarding| ServiceConfig {
         name: name.into(),
@@ -47,7 +51,8 @@ fn config() -> String {
         backends: vec!["10.200.3.11".parse().unwrap(), "10.200.3.12".parse().unwrap()],
         backend_port: port,
     };
-    render(&[service("web", 80, "tcp", "nat"), service("dns", 53, "udp", "dsr")])
+    let services = render(&[service("web", 80, "tcp", "nat"), service("dns", 53, "udp", "dsr")]);
+    format!("[sessions]\ncapacity = {SESSION_CAPACITY}\n{services}")
 }
 
 /// The instance's pin directory as the test sees it (through the holder of lb's mounts).
@@ -81,6 +86,7 @@ fn every_map_is_pinned_live_while_lb_runs_and_gone_after_sigterm() -> Result<()>
     ensure!(status["pin_dir_outside"] == outside.as_str(), "lb runs in its own mount namespace: {status}");
     let text = lb.cli(&["status"])?;
     ensure!(text.contains(&format!("maps pinned at {dir}")), "lb status does not show the pins:\n{text}");
+    ensure!(status["session_capacity"] == SESSION_CAPACITY, "status: {status}");
 
     // Every map the object declares, whatever its name, and the program. Global data
     // (.rodata: constants set at load, such as the tick length) is no map aya hands out.
@@ -107,6 +113,11 @@ fn every_map_is_pinned_live_while_lb_runs_and_gone_after_sigterm() -> Result<()>
         let nat = svc.name == "web";
         ensure!((info.flags & SERVICE_F_NAT != 0) == nat && info.table_size > 0, "{}: {info:?}", svc.name);
     }
+    // SESSIONS as `[sessions] capacity` asked: SESSION_WAYS records a bucket.
+    let sessions = MapData::from_pin(pins.join("SESSIONS"))?;
+    let buckets = sessions.info()?.max_entries();
+    ensure!(buckets == session_buckets(SESSION_CAPACITY), "pinned SESSIONS has {buckets} buckets");
+    drop(sessions);
     lb.cli(&["service", "remove", "dns"])?;
     let dns = config.services.iter().find(|s| s.name == "dns").context("no dns")?;
     ensure!(services.get(&service_key(dns), 0).is_err(), "removed service still in the pinned SERVICES");

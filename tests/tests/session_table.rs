@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use lb::balancer::{Balancer, InitialHealth};
 use lb::config::Config;
-use lb::dataplane::Dataplane;
-use lb_common::{SESSION_WAYS, addr_v4, port_raw, session_bucket, session_hash};
+use lb::dataplane::{Dataplane, LoadOptions};
+use lb_common::{DEFAULT_SESSION_BUCKETS, SESSION_WAYS, addr_v4, port_raw, session_bucket, session_buckets, session_hash};
 
 use frames::Frame;
 use lb_tests::fib_bed::FibBed;
@@ -31,11 +31,11 @@ table_size = 251
 backend = [{ address = "10.200.10.11" }, { address = "10.200.10.12" }]
 "#;
 
-/// SESSION_WAYS + 2 new flows (SYNs) from distinct clients of 10.200.0.0/16 that all land in
-/// one bucket (of 2^18: about one client port in 2^18 shares it, so clients vary too).
-fn flows_sharing_a_bucket() -> Vec<Frame> {
+/// `n` new flows (SYNs) from distinct clients of 10.200.0.0/16 that all land in one bucket of a
+/// table of `buckets` (of 2^18: about one client port in 2^18 shares it, so clients vary too).
+fn flows_sharing_a_bucket(buckets: u32, n: usize) -> Vec<Frame> {
     let first = Frame::syn("10.200.10.2:20000", "10.200.99.1:80");
-    let bucket = session_bucket(session_hash(&first.flow_key()));
+    let bucket = session_bucket(session_hash(&first.flow_key()), buckets);
     let mut key = first.flow_key();
     let mut flows = vec![first.clone()];
     'search: for host in 0..=u16::MAX {
@@ -43,15 +43,15 @@ fn flows_sharing_a_bucket() -> Vec<Frame> {
         key.src_addr = addr_v4(client.octets());
         for port in 1024..=u16::MAX {
             key.src_port = port_raw(port);
-            if session_bucket(session_hash(&key)) == bucket && (client, port) != (Ipv4Addr::new(10, 200, 10, 2), 20000) {
+            if session_bucket(session_hash(&key), buckets) == bucket && (client, port) != (Ipv4Addr::new(10, 200, 10, 2), 20000) {
                 flows.push(first.clone().with_src(SocketAddr::new(client.into(), port)));
-                if flows.len() == SESSION_WAYS + 2 {
+                if flows.len() == n {
                     break 'search;
                 }
             }
         }
     }
-    assert_eq!(flows.len(), SESSION_WAYS + 2, "not enough clients share a bucket");
+    assert_eq!(flows.len(), n, "not enough clients share a bucket");
     flows
 }
 
@@ -70,7 +70,7 @@ fn a_full_bucket_gives_up_closing_flows_first_then_the_longest_idle() -> Result<
     let bed = FibBed::new("session-table")?;
     let _inside = bed.ns.enter()?;
     let mut lb = Balancer::new(Dataplane::load()?, &Config::parse(CONFIG)?, InitialHealth::Up)?;
-    let flows = flows_sharing_a_bucket();
+    let flows = flows_sharing_a_bucket(DEFAULT_SESSION_BUCKETS, SESSION_WAYS + 2);
     let (fill, newcomers) = flows.split_at(SESSION_WAYS);
 
     // A bucket holds SESSION_WAYS flows, each with the backend explain predicts.
@@ -118,5 +118,48 @@ fn a_full_bucket_gives_up_closing_flows_first_then_the_longest_idle() -> Result<
     // A flow whose slot was given up is chosen afresh by its next packet, and recorded again.
     run(&mut lb, &bed, &fill[2].clone().later(b"data"))?;
     ensure!(lb.dataplane().session(&fill[2].flow_key()).is_some(), "a re-chosen flow was not recorded");
+    Ok(())
+}
+
+#[test]
+fn the_configured_capacity_sizes_the_table_the_program_uses() -> Result<()> {
+    // 1024 records: 256 buckets instead of 2^18.
+    let config = Config::parse(&format!("[sessions]\ncapacity = 1024\n{CONFIG}"))?;
+    let buckets = session_buckets(config.sessions.capacity);
+    let bed = FibBed::new("session-capacity")?;
+    let _inside = bed.ns.enter()?;
+    let dp = Dataplane::load_with(LoadOptions { pins: None, session_capacity: config.sessions.capacity })?;
+    ensure!(dp.session_capacity() == 1024, "loaded with capacity {}", dp.session_capacity());
+    let mut lb = Balancer::new(dp, &config, InitialHealth::Up)?;
+
+    // Flows that share a bucket of the small table, and whose buckets in the default table
+    // (all but a few past the small table's end) differ: only a program that masks hashes with
+    // the loaded size records any of them, and in one bucket, so the last displaces one.
+    let flows = flows_sharing_a_bucket(buckets, SESSION_WAYS + 1);
+    let default_buckets: Vec<u32> = flows.iter().map(|f| session_bucket(session_hash(&f.flow_key()), DEFAULT_SESSION_BUCKETS)).collect();
+    ensure!(
+        default_buckets.iter().filter(|&&b| b >= buckets).count() >= SESSION_WAYS,
+        "the flows' default buckets {default_buckets:?} do not test the mask"
+    );
+    let (fill, newcomer) = flows.split_at(SESSION_WAYS);
+    for f in fill {
+        run(&mut lb, &bed, f)?;
+    }
+    ensure!(recorded(&lb, fill).iter().all(|&r| r), "flows of a bucket with room went unrecorded: {:?}", recorded(&lb, fill));
+    run(&mut lb, &bed, &newcomer[0])?;
+    let kept = recorded(&lb, &flows).iter().filter(|&&r| r).count();
+    ensure!(
+        kept == SESSION_WAYS && lb.dataplane().session(&newcomer[0].flow_key()).is_some(),
+        "{} flows in one bucket of {SESSION_WAYS} slots: {:?} recorded",
+        flows.len(),
+        recorded(&lb, &flows)
+    );
+
+    // The size is fixed while the program runs: a reload asking for another is refused whole.
+    let bigger = Config::parse(&format!("[sessions]\ncapacity = 2048\n{CONFIG}"))?;
+    let e = lb.reconcile(&bigger).expect_err("a reload resizing SESSIONS").to_string();
+    ensure!(e.contains("capacity 2048") && e.contains("restart lb"), "refusal: {e}");
+    ensure!(lb.running_config() == config, "a refused reload changed the running config");
+    ensure!(lb.dataplane().session(&newcomer[0].flow_key()).is_some(), "a refused reload lost a session");
     Ok(())
 }

@@ -28,6 +28,13 @@ pub struct Status {
     /// once a second (less often when it is large), not per request. None before the first walk.
     #[serde(default)]
     pub session_count_age_secs: Option<f64>,
+    /// Flows SESSIONS records at most (`[sessions] capacity`).
+    #[serde(default)]
+    pub session_capacity: u32,
+    /// Records that are not closing, over all backends (gone ones too), as of
+    /// `session_count_age_secs` ago: how full the table is. None before the first walk.
+    #[serde(default)]
+    pub sessions_active: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -90,9 +97,14 @@ pub fn render_text(s: &Status) -> String {
         };
     }
     let _ = writeln!(out, "interfaces: {} (xdp {})", s.interfaces.join(", "), s.xdp_mode);
-    let _ = match s.session_count_age_secs {
-        Some(age) => writeln!(out, "active sessions counted {age:.1} s ago"),
-        None => writeln!(out, "active sessions not counted yet"),
+    let _ = match (s.sessions_active, s.session_count_age_secs) {
+        (Some(active), Some(age)) => writeln!(
+            out,
+            "session table: {active} active of {} ({:.1}%), counted {age:.1} s ago",
+            s.session_capacity,
+            active as f64 * 100.0 / f64::from(s.session_capacity.max(1))
+        ),
+        _ => writeln!(out, "session table: capacity {}, active sessions not counted yet", s.session_capacity),
     };
     for svc in &s.services {
         let _ = writeln!(

@@ -32,7 +32,7 @@ use std::{
 use lb_common::{ServiceInfo, ServiceKey};
 
 use crate::{
-    config::{Config, ServiceConfig},
+    config::{Config, ServiceConfig, SessionsConfig},
     dataplane::{Dataplane, DataplaneError},
 };
 
@@ -147,7 +147,10 @@ impl Balancer {
 
     /// The configuration the balancer runs now (live changes included, drain state not).
     pub fn running_config(&self) -> Config {
-        Config { services: self.services.iter().map(|s| s.config.clone()).collect() }
+        Config {
+            sessions: SessionsConfig { capacity: self.dp.session_capacity() },
+            services: self.services.iter().map(|s| s.config.clone()).collect(),
+        }
     }
 
     pub fn dataplane(&self) -> &Dataplane {

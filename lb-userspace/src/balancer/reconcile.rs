@@ -11,6 +11,17 @@ impl Balancer {
     /// change (empty: nothing to do). A refusal leaves every map and the running state as they
     /// were.
     pub fn reconcile(&mut self, desired: &Config) -> Result<Vec<String>, LiveError> {
+        let running = self.dp.session_capacity();
+        if desired.sessions.capacity != running {
+            // SESSIONS is sized when the program loads; a larger or smaller one is another
+            // program, and its records would be lost.
+            return Err(LiveError::Refused(format!(
+                "[sessions] capacity {} differs from the running table's {running}: the session \
+                 table is sized when lb starts; restart lb to resize it (the recorded sessions are \
+                 lost then), or set capacity = {running} to keep it",
+                desired.sessions.capacity
+            )));
+        }
         let plan = plan(&self.services, desired, &self.ids, self.initial)?;
         // Only map writes can fail from here on (a kernel problem, not bad input). The pools
         // are committed first so that no id is ever handed out twice, whatever happens next.

@@ -39,8 +39,24 @@ pub const MAX_RING_POINTS_PER_WEIGHT: u32 = 1000;
 /// A validated configuration. Serializes back to the same TOML shape it was read from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Config {
+    pub sessions: SessionsConfig,
     #[serde(rename = "service")]
     pub services: Vec<ServiceConfig>,
+}
+
+/// `[sessions]`: the session table the data plane keeps for the whole instance. It is sized
+/// when `lb run` loads the program, so a reload cannot change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SessionsConfig {
+    /// Flows the table records at most (a power of two, lb_common::MIN_SESSION_CAPACITY..=
+    /// MAX_SESSION_CAPACITY); 64 bytes of kernel memory each.
+    pub capacity: u32,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig { capacity: lb_common::DEFAULT_SESSION_CAPACITY }
+    }
 }
 
 /// One service: clients send `protocol` traffic to `vip:port`; it is spread over `backends`.

@@ -12,6 +12,14 @@ pub(super) struct RawConfig {
     // Default so an empty file reaches validation and gets the "no services" advice.
     #[serde(default)]
     pub service: Vec<RawService>,
+    pub sessions: Option<RawSessions>,
+}
+
+/// `[sessions]`: the session table, global to the instance.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSessions {
+    pub capacity: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -622,3 +622,20 @@ fn too_many_ring_points() {
     assert!(Config::parse(&text.replace("\"ring\"\n", "\"ring\"\nring_points = 100\n")).is_ok());
     assert!(Config::parse(&text.replace("weight = 1000", "weight = 10")).is_ok());
 }
+
+#[test]
+fn session_capacity_is_a_bounded_power_of_two() {
+    assert_eq!(Config::parse(WEB).unwrap().sessions.capacity, lb_common::DEFAULT_SESSION_CAPACITY);
+    let with = |capacity: &str| format!("[sessions]\ncapacity = {capacity}\n{WEB}");
+    let cfg = Config::parse(&with("65536")).expect("a power of two in range");
+    assert_eq!(cfg.sessions.capacity, 65536);
+    // Survives the re-serialization live changes go through.
+    let written = toml::to_string(&cfg).expect("serializable");
+    assert_eq!(Config::parse(&written).expect("re-read"), cfg);
+
+    rejects(&with("1000000"), &["sessions", "capacity 1000000 is not a power of two", "use 1048576 (64 MiB) or 524288 (32 MiB)"]);
+    rejects(&with("512"), &["sessions", "capacity 512 must be a power of two from 1024 to 16777216", "default 1048576"]);
+    rejects(&with("33554432"), &["sessions", "capacity 33554432", "from 1024 to 16777216 (1024 MiB)"]);
+    rejects(&with("-4"), &["sessions", "capacity -4"]);
+    rejects(&format!("[sessions]\nsize = 4096\n{WEB}"), &["size"]);
+}

@@ -6,11 +6,11 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use lb_common::{
-    DEFAULT_TABLE_SIZE, MAX_BACKENDS, MAX_SERVICE_BACKENDS, MAX_SERVICES, MAX_TABLE_SIZE,
-    NAT_REPLY_VIPS,
+    DEFAULT_SESSION_CAPACITY, DEFAULT_TABLE_SIZE, MAX_BACKENDS, MAX_SERVICE_BACKENDS, MAX_SERVICES,
+    MAX_SESSION_CAPACITY, MAX_TABLE_SIZE, MIN_SESSION_CAPACITY, NAT_REPLY_VIPS,
 };
 
-use super::schema::{RawBackend, RawConfig, RawHealth, RawScheduler, RawService};
+use super::schema::{RawBackend, RawConfig, RawHealth, RawScheduler, RawService, RawSessions};
 use super::*;
 use crate::hashing::{DEFAULT_RING_POINTS, MAX_RING_POINTS};
 
@@ -82,7 +82,43 @@ pub(super) fn config(raw: RawConfig) -> Result<Config> {
         ));
     }
     nat_backend_sharing(&services)?;
-    Ok(Config { services })
+    let sessions = sessions(raw.sessions.unwrap_or_default())?;
+    Ok(Config { sessions, services })
+}
+
+/// `[sessions]`. The capacity is a power of two because a flow's bucket is a mask of its hash;
+/// rounding for the operator would double the memory asked for without a word, so the error
+/// names the two nearest choices instead.
+fn sessions(raw: RawSessions) -> Result<SessionsConfig> {
+    let Some(capacity) = raw.capacity else {
+        return Ok(SessionsConfig::default());
+    };
+    let (min, max) = (i64::from(MIN_SESSION_CAPACITY), i64::from(MAX_SESSION_CAPACITY));
+    let mib = |n: i64| (n * size_of::<lb_common::SessionSlot>() as i64) >> 20;
+    if !(min..=max).contains(&capacity) {
+        return Err(ConfigError::invalid(
+            "sessions",
+            format!(
+                "capacity {capacity} must be a power of two from {min} to {max} ({} MiB); leave it \
+                 out for the default {DEFAULT_SESSION_CAPACITY} ({} MiB)",
+                mib(max),
+                mib(i64::from(DEFAULT_SESSION_CAPACITY))
+            ),
+        ));
+    }
+    let below = 1i64 << (63 - capacity.leading_zeros());
+    if below != capacity {
+        return Err(ConfigError::invalid(
+            "sessions",
+            format!(
+                "capacity {capacity} is not a power of two: use {} ({} MiB) or {below} ({} MiB)",
+                below * 2,
+                mib(below * 2),
+                mib(below)
+            ),
+        ));
+    }
+    Ok(SessionsConfig { capacity: capacity as u32 })
 }
 
 /// The data plane matches a NAT backend's replies against at most NAT_REPLY_VIPS services per

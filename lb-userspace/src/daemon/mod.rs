@@ -24,7 +24,7 @@ use tokio::{
 use crate::{
     balancer::{Balancer, InitialHealth, LiveError},
     config::Config,
-    dataplane::{Dataplane, Instance, PinDir, XdpModeArg},
+    dataplane::{Dataplane, Instance, LoadOptions, PinDir, XdpModeArg},
     metrics,
 };
 use state::{Daemon, TICK};
@@ -51,7 +51,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics_listener = args.metrics_listen.map(metrics::http::bind).transpose()?;
     let listener = admin::bind(&args.admin_socket)?;
 
-    let dp = Dataplane::load_pinned(pins)?;
+    let dp = Dataplane::load_with(LoadOptions { pins: Some(pins), session_capacity: config.sessions.capacity })?;
     let mut balancer = Balancer::new(dp, &config, InitialHealth::Down)?;
     balancer.dataplane_mut().attach(&args.interfaces, args.xdp_mode)?;
     tracing::info!(

@@ -57,10 +57,31 @@ pub enum DataplaneError {
     },
     #[error("map {name} is full: {detail}")]
     Full { name: &'static str, detail: String },
+    #[error(
+        "a session table of {0} records cannot be made: the capacity must be a power of two from {min} to {max}",
+        min = lb_common::MIN_SESSION_CAPACITY,
+        max = lb_common::MAX_SESSION_CAPACITY
+    )]
+    SessionCapacity(u32),
     #[error("{0}")]
     Attach(String),
     #[error(transparent)]
     Pins(#[from] PinError),
+}
+
+/// What `Dataplane::load_with` makes: where to pin, how large the session table is.
+pub struct LoadOptions {
+    /// Pin every map and the program here before anything else (`lb run`); dropping the
+    /// Dataplane removes them again. None: nothing is pinned.
+    pub pins: Option<PinDir>,
+    /// Session records SESSIONS holds (`[sessions] capacity`; a power of two).
+    pub session_capacity: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { pins: None, session_capacity: lb_common::DEFAULT_SESSION_CAPACITY }
+    }
 }
 
 /// A loaded (not yet attached) XDP program and typed handles to all of its maps.
@@ -91,21 +112,26 @@ pub struct Dataplane {
 }
 
 impl Dataplane {
-    /// Loads the object and the program into the kernel (the verifier runs here).
+    /// Loads the object and the program into the kernel (the verifier runs here), unpinned,
+    /// with the default session table.
     pub fn load() -> Result<Self, DataplaneError> {
-        Self::load_into(None)
+        Self::load_with(LoadOptions::default())
     }
 
-    /// `load`, and before anything else every map and the program are pinned in `pins`
-    /// (dropping the Dataplane removes them again).
-    pub fn load_pinned(pins: PinDir) -> Result<Self, DataplaneError> {
-        Self::load_into(Some(pins))
-    }
-
-    fn load_into(pins: Option<PinDir>) -> Result<Self, DataplaneError> {
+    /// `load` as `options` say.
+    pub fn load_with(options: LoadOptions) -> Result<Self, DataplaneError> {
+        let LoadOptions { pins, session_capacity } = options;
+        let capacity_ok = session_capacity.is_power_of_two()
+            && (lb_common::MIN_SESSION_CAPACITY..=lb_common::MAX_SESSION_CAPACITY).contains(&session_capacity);
+        if !capacity_ok {
+            return Err(DataplaneError::SessionCapacity(session_capacity));
+        }
+        let buckets = lb_common::session_buckets(session_capacity);
         let ns_per_jiffy = clock::ns_per_jiffy().map_err(DataplaneError::Clock)?;
         let mut ebpf = EbpfLoader::new()
             .override_global("NS_PER_JIFFY", &ns_per_jiffy, true)
+            .map_max_entries("SESSIONS", buckets)
+            .override_global("SESSION_BUCKET_MASK", &(buckets - 1), true)
             .load(XDP_OBJECT)
             .map_err(DataplaneError::Load)?;
         let program: &mut Xdp = ebpf
@@ -133,6 +159,7 @@ impl Dataplane {
             sessions: session_table::SessionTable::new(
                 ebpf.take_map("SESSIONS")
                     .ok_or_else(|| DataplaneError::Map { name: "SESSIONS", detail: "not in the object".into() })?,
+                buckets,
             )?,
             nat_reply_map: maps::take(&mut ebpf, "NAT_REPLIES")?,
             nat_reply_filter: filter::KeyBitmap::new("NAT_REPLY_FILTER", maps::take(&mut ebpf, "NAT_REPLY_FILTER")?),
@@ -146,6 +173,11 @@ impl Dataplane {
             attached: Vec::new(),
             pins,
         })
+    }
+
+    /// Session records the loaded SESSIONS holds.
+    pub fn session_capacity(&self) -> u32 {
+        self.sessions.buckets() * lb_common::SESSION_WAYS as u32
     }
 
     /// The pin directory, if the maps are pinned.

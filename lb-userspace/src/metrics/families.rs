@@ -36,6 +36,16 @@ pub fn render(status: &Status) -> String {
     if let Some(age) = status.session_count_age_secs {
         f.sample(&[], age);
     }
+    x.family("lb_session_capacity", Kind::Gauge, "Flows the session table records at most ([sessions] capacity).")
+        .sample(&[], u64::from(status.session_capacity));
+    let mut f = x.family(
+        "lb_sessions_active",
+        Kind::Gauge,
+        "Session records that are not closing, over all backends, as of lb_session_count_age_seconds ago.",
+    );
+    if let Some(active) = status.sessions_active {
+        f.sample(&[], active);
+    }
 
     let mut f = x.family(
         "lb_packets_total",

@@ -74,6 +74,8 @@ fn status(scale: u64) -> Status {
         outcomes: Outcome::ALL.iter().enumerate().map(|(i, o)| (o.name().to_string(), i as u64 * scale)).collect(),
         events: Event::ALL.iter().map(|e| (e.name().to_string(), 4 * scale)).collect(),
         session_count_age_secs: Some(0.25),
+        session_capacity: 1 << 20,
+        sessions_active: Some(7 * scale),
     }
 }
 
@@ -103,6 +105,8 @@ fn the_exposition_is_valid_and_every_sample_follows_its_type() {
         "lb_packets_total",
         "lb_events_total",
         "lb_session_count_age_seconds",
+        "lb_session_capacity",
+        "lb_sessions_active",
     ] {
         assert!(scrape.family(family).next().is_some(), "no sample of {family}:\n{text}");
     }
@@ -138,6 +142,8 @@ fn samples_carry_the_status_values() {
     assert_eq!(scrape.value("lb_backend_drain_elapsed_seconds", &v6), Some(12.5));
     assert_eq!(scrape.value("lb_service_backends_in_service", &[("service", "web")]), Some(1.0));
     assert_eq!(scrape.value("lb_session_count_age_seconds", &[]), Some(0.25));
+    assert_eq!(scrape.value("lb_session_capacity", &[]), Some(f64::from(1u32 << 20)));
+    assert_eq!(scrape.value("lb_sessions_active", &[]), s.sessions_active.map(|n| n as f64));
     // Every outcome with its verdict; the reason is the name `lb status` uses.
     for (i, o) in Outcome::ALL.iter().enumerate() {
         let l = [("verdict", o.verdict()), ("reason", o.name())];
@@ -183,6 +189,7 @@ fn counters_never_go_down_as_traffic_grows() {
 fn no_session_count_yet_gives_an_empty_family() {
     let mut s = status(1);
     s.session_count_age_secs = None;
+    s.sessions_active = None;
     let scrape = parse(&render(&s)).unwrap();
     assert_eq!(scrape.types.get("lb_session_count_age_seconds").map(String::as_str), Some("gauge"));
     assert_eq!(scrape.family("lb_session_count_age_seconds").count(), 0);
