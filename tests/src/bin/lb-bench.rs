@@ -24,9 +24,9 @@ use etherparse::PacketBuilder;
 use lb::{
     balancer::{Balancer, InitialHealth},
     config::Config,
-    dataplane::Dataplane,
+    dataplane::{Dataplane, LoadOptions},
 };
-use lb_common::{BENCH_FRAME_MAX, BenchFrame, Outcome};
+use lb_common::{BENCH_FRAME_MAX, BenchFrame, DEFAULT_SESSION_CAPACITY, MAX_SESSION_CAPACITY, MIN_SESSION_CAPACITY, Outcome};
 use lb_tests::{
     fib_bed::FibBed,
     lb_config::{self, ServiceConfig},
@@ -122,6 +122,34 @@ struct Bench {
 }
 
 impl Bench {
+    /// The bench's services on a freshly loaded program with a session table of `capacity`,
+    /// the harness programs loaded beside it, redirects to `ingress` allowed.
+    fn new(ingress: u32, capacity: u32) -> Result<Self> {
+        let mut dp = Dataplane::load_with(LoadOptions { pins: None, session_capacity: capacity })?;
+        for name in ["lb_bench_harness", "lb_bench_null"] {
+            let p: &mut Xdp = dp.ebpf_mut().program_mut(name).context(name)?.try_into()?;
+            p.load()?;
+        }
+        dp.allow_egress(ingress)?;
+        let config = Config::parse(&format!("[sessions]\ncapacity = {capacity}\n{}", lb_config::render(&services()?)))?;
+        let balancer = Balancer::new(dp, &config, InitialHealth::Up)?;
+        Ok(Bench { balancer, ingress })
+    }
+
+    /// Runs `case` ROUNDS times; returns the median program and net ns and the program range.
+    fn case(&mut self, case: &Case, runs: u32, stamp_base: u32) -> Result<(f64, f64, String)> {
+        let mut rounds = Vec::with_capacity(ROUNDS);
+        for round in 0..ROUNDS {
+            // Every round stamps source addresses no earlier round used: new flows stay new.
+            let first_stamp = stamp_base + (round * runs as usize) as u32;
+            rounds.push(self.round(case, runs, first_stamp)?);
+        }
+        let mut programs: Vec<f64> = rounds.iter().map(|r| r.program).collect();
+        let program = median(&mut programs);
+        let net = program + median(&mut rounds.iter().map(|r| r.floor).collect::<Vec<_>>());
+        Ok((program, net, format!("{:.0}-{:.0}", programs[0], programs[ROUNDS - 1])))
+    }
+
     fn dp(&mut self) -> &mut Dataplane {
         self.balancer.dataplane_mut()
     }
@@ -209,15 +237,7 @@ fn main() -> Result<()> {
     let only = std::env::args().nth(2);
     let bed = FibBed::new("bench")?;
     let _inside = bed.ns.enter()?;
-    let mut dp = Dataplane::load()?;
-    for name in ["lb_bench_harness", "lb_bench_null"] {
-        let p: &mut Xdp = dp.ebpf_mut().program_mut(name).context(name)?.try_into()?;
-        p.load()?;
-    }
-    dp.allow_egress(bed.a0.ifindex)?;
-    let config = Config::parse(&lb_config::render(&services()?))?;
-    let balancer = Balancer::new(dp, &config, InitialHealth::Up)?;
-    let mut bench = Bench { balancer, ingress: bed.a0.ifindex };
+    let mut bench = Bench::new(bed.a0.ifindex, DEFAULT_SESSION_CAPACITY)?;
 
     let vip = |last| Ipv4Addr::new(10, 200, 99, last);
     // The reply case answers the NAT established case's flow from the backend it goes to; that
@@ -271,16 +291,7 @@ fn main() -> Result<()> {
             continue;
         }
         let runs = if case.new_flow_every_run { repeat / 5 } else { repeat };
-        let mut rounds = Vec::with_capacity(ROUNDS);
-        for round in 0..ROUNDS {
-            // Every round stamps source addresses no earlier round used: new flows stay new.
-            let first_stamp = ((i as u32 + 1) << 24) + (round * runs as usize) as u32;
-            rounds.push(bench.round(case, runs, first_stamp)?);
-        }
-        let mut programs: Vec<f64> = rounds.iter().map(|r| r.program).collect();
-        let program = median(&mut programs);
-        let net = program + median(&mut rounds.iter().map(|r| r.floor).collect::<Vec<_>>());
-        let range = format!("{:.0}-{:.0}", programs[0], programs[ROUNDS - 1]);
+        let (program, net, range) = bench.case(case, runs, (i as u32 + 1) << 24)?;
         if case.katran.is_nan() {
             println!("{:<48} {program:>8.1} {range:>9} {net:>8.1} {:>7} {:>7} {:>7} {:>8} {:>8}", case.name, "-", "-", "-", "-", "-");
             continue;
@@ -290,6 +301,9 @@ fn main() -> Result<()> {
         let verdict = |met: bool| if met { "met" } else { "MISSED" };
         println!("{:<48} {program:>8.1} {range:>9} {net:>8.1} {:>7.0} {katran_program:>7.0} {target:>7.1} {:>8} {:>8}",
             case.name, case.katran, verdict(program <= target), verdict(net <= case.katran / 2.0));
+    }
+    if only.as_ref().is_none_or(|o| "session table size".contains(o.as_str())) {
+        new_flow_by_capacity(&cases[1], repeat / 5, bed.a0.ifindex)?;
     }
     if only.is_some() {
         return Ok(());
@@ -301,6 +315,20 @@ fn main() -> Result<()> {
     grace_period(bench.dp())?;
     for backends in [10, 100, 1000] {
         live_weight_change(backends)?;
+    }
+    Ok(())
+}
+
+/// What a new flow costs as the session table grows (`[sessions] capacity`): the bucket it is
+/// recorded in is a cache miss, and past the TLB's reach a page walk too.
+fn new_flow_by_capacity(case: &Case, runs: u32, ingress: u32) -> Result<()> {
+    println!("\n{} by session table size", case.name);
+    println!("{:>12} {:>9} {:>8} {:>9} {:>8}", "capacity", "memory", "program", "range", "net");
+    for capacity in [MIN_SESSION_CAPACITY << 4, DEFAULT_SESSION_CAPACITY, MAX_SESSION_CAPACITY] {
+        let mut bench = Bench::new(ingress, capacity)?;
+        let (program, net, range) = bench.case(case, runs, 0xC0 << 24)?;
+        let mib = capacity as f64 * size_of::<lb_common::SessionSlot>() as f64 / f64::from(1 << 20);
+        println!("{capacity:>12} {:>9} {program:>8.1} {range:>9} {net:>8.1}", format!("{mib} MiB"));
     }
     Ok(())
 }
