@@ -140,7 +140,14 @@ fn metrics_over_http_and_the_cli_follow_real_traffic_and_match_status() -> Resul
     ensure!((0.0..5.0).contains(&age), "session count is {age} s old; the daemon counts every second");
     ensure!(after.value("lb_packets_total", &[("verdict", "redirect"), ("reason", "redirect_to_backend")]).unwrap_or(0.0) > 0.0);
     ensure!(after.value("lb_backend_in_service", &[("service", "web"), ("backend", &addr("backend0")?)]) == Some(1.0));
-    ensure!(lb.cli(&["status"])?.contains("active sessions counted"), "lb status does not say how old its count is");
+    let capacity = lb_common::DEFAULT_SESSION_CAPACITY;
+    ensure!(after.value("lb_session_capacity", &[]) == Some(f64::from(capacity)), "lb_session_capacity is not the default");
+    ensure!(after.value("lb_sessions_active", &[]).is_some(), "no lb_sessions_active once sessions were counted");
+    let text = lb.cli(&["status"])?;
+    ensure!(
+        text.contains(&format!("active of {capacity}")) && text.contains("s ago"),
+        "lb status does not say how full the session table is and how old its count is:\n{text}"
+    );
 
     // Only /metrics is served, only to GET and HEAD.
     let r = http_request(topo.client().ns(), listen, "GET", "/", T)?;
