@@ -5,7 +5,7 @@ use clap::Parser;
 use lb::{
     api::{self, Request, Response},
     cli::{Cli, Command, ServiceOp},
-    config::Config,
+    config::{Config, session_table_mib},
     daemon::{self, RunArgs},
 };
 
@@ -30,7 +30,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckConfig { config } => {
             let c = Config::load(&config)?;
-            println!("{}: ok ({} services)", config.display(), c.services.len());
+            let records = c.sessions.capacity;
+            let mib = session_table_mib(u64::from(records));
+            println!("{}: ok ({} services; session table of {records} records, {mib} MiB)", config.display(), c.services.len());
             Ok(())
         }
         Command::Status { json, admin } => match ask(&admin.path, Request::Status).await? {

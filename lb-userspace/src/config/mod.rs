@@ -53,6 +53,11 @@ pub struct SessionsConfig {
     pub capacity: u32,
 }
 
+/// Kernel memory of a session table of `records` records, in MiB (what an operator sizes by).
+pub fn session_table_mib(records: u64) -> u64 {
+    (records * size_of::<lb_common::SessionSlot>() as u64) >> 20
+}
+
 impl Default for SessionsConfig {
     fn default() -> Self {
         SessionsConfig { capacity: lb_common::DEFAULT_SESSION_CAPACITY }

@@ -94,7 +94,7 @@ fn sessions(raw: RawSessions) -> Result<SessionsConfig> {
         return Ok(SessionsConfig::default());
     };
     let (min, max) = (i64::from(MIN_SESSION_CAPACITY), i64::from(MAX_SESSION_CAPACITY));
-    let mib = |n: i64| (n * size_of::<lb_common::SessionSlot>() as i64) >> 20;
+    let mib = |n: i64| session_table_mib(n as u64);
     if !(min..=max).contains(&capacity) {
         return Err(ConfigError::invalid(
             "sessions",

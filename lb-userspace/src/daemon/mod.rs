@@ -57,6 +57,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(
         interfaces = %args.interfaces.join(","),
         services = config.services.len(),
+        session_capacity = config.sessions.capacity,
         socket = %args.admin_socket.display(),
         "attached; backends enter service as their health checks pass"
     );
