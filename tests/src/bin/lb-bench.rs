@@ -9,7 +9,7 @@
 //! Two figures per path: "net" (harness subtracted, the floor of the method left in, the form of
 //! the Katran reference figures) and "program" (net minus the floor: what lb_xdp itself costs).
 //! The floor is the test-run loop's, not the program's (../shared/toolchain/README.md), and it
-//! moves with the machine: 21 ns when the references were taken, 27-33 ns on later runs. So the
+//! moves with the machine: 21 ns when the references were taken, 27-35 ns on later runs. So the
 //! target, half of Katran's cost, is judged on program cost against Katran's figure less the
 //! floor measured with it; the net comparison is printed beside it.
 
