@@ -59,6 +59,11 @@ impl SessionCensus {
         self.counts.get(&(id, generation)).copied().unwrap_or(0)
     }
 
+    /// Active sessions over all backend incarnations as of the last count; None before the first.
+    pub fn total(&self) -> Option<u64> {
+        self.taken.map(|_| self.counts.values().sum())
+    }
+
     /// How old the last count is; None before the first.
     pub fn age(&self, now: Instant) -> Option<Duration> {
         self.taken.map(|t| now.saturating_duration_since(t))

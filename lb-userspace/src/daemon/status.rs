@@ -65,6 +65,6 @@ pub(super) fn status(d: &Daemon) -> Status {
         events: dp.events().into_iter().map(|(e, n)| (e.name().to_string(), n)).collect(),
         session_count_age_secs: d.sessions.age(now).map(|a| a.as_secs_f64()),
         session_capacity: dp.session_capacity(),
-        sessions_active: d.sessions.age(now).map(|_| d.sessions.counts().values().sum()),
+        sessions_active: d.sessions.total(),
     }
 }

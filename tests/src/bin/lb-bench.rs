@@ -303,7 +303,8 @@ fn main() -> Result<()> {
             case.name, case.katran, verdict(program <= target), verdict(net <= case.katran / 2.0));
     }
     if only.as_ref().is_none_or(|o| "session table size".contains(o.as_str())) {
-        new_flow_by_capacity(&cases[1], repeat / 5, bed.a0.ifindex)?;
+        let new_flow = cases.iter().find(|c| c.new_flow_every_run).context("no new-flow case")?;
+        new_flow_by_capacity(new_flow, repeat / 5, bed.a0.ifindex)?;
     }
     if only.is_some() {
         return Ok(());
