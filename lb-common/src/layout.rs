@@ -51,24 +51,94 @@ pub const HASH_FIVE_TUPLE: u32 =
 pub const HASH_SOURCE_ADDR_ONLY: u32 = HASH_SRC_ADDR;
 pub const HASH_FIELDS_MASK: u32 = HASH_FIVE_TUPLE;
 
-/// SERVICES value. Userspace replaces it whole (one map update), which is how a new table or
-/// in-service list goes live atomically: fill the inactive bank, then write this with the bank
-/// flipped.
+/// SERVICES value: what a service is. Written by userspace when the service is added or its
+/// forwarding or hash key changes; flips of its tables do not touch it (see ServiceBanks).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ServiceInfo {
-    /// Index of this service's banks in LOOKUP / IN_SERVICE and of its SERVICE_STATS slot.
+pub struct ServiceEntry {
+    /// Index of this service's banks in LOOKUP / IN_SERVICE, its SERVICE_BANKS word and its
+    /// SERVICE_STATS slot.
     pub id: u32,
     /// SERVICE_F_* and HASH_* bits.
     pub flags: u32,
+}
+
+/// SERVICE_BANKS value (as one u64 word, `to_word`), indexed by service id: which banks of the
+/// service's table and in-service list are live, and their sizes. Userspace fills the inactive
+/// banks, then stores the new word into the memory-mapped map: one aligned 8-byte store is the
+/// atomic switch, so a change of many services needs no syscall and no freed element per service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceBanks {
     /// Slots in the server index table (M), 1..=MAX_TABLE_SIZE.
     pub table_size: u32,
+    /// Entries in the live IN_SERVICE bank; 0 means no backend can take a new flow.
+    pub in_service_count: u32,
     /// Which LOOKUP bank is live (0 or 1).
     pub lookup_bank: u32,
     /// Which IN_SERVICE bank is live (0 or 1).
     pub in_service_bank: u32,
-    /// Entries in the live IN_SERVICE bank; 0 means no backend can take a new flow.
+}
+
+impl ServiceBanks {
+    /// table_size in bits 0..32, in_service_count in 32..48, the banks in bits 48 and 56.
+    #[inline(always)]
+    pub const fn to_word(&self) -> u64 {
+        self.table_size as u64
+            | (self.in_service_count as u64 & 0xffff) << 32
+            | (self.lookup_bank as u64 & 1) << 48
+            | (self.in_service_bank as u64 & 1) << 56
+    }
+
+    #[inline(always)]
+    pub const fn from_word(word: u64) -> Self {
+        ServiceBanks {
+            table_size: word as u32,
+            in_service_count: (word >> 32) as u32 & 0xffff,
+            lookup_bank: (word >> 48) as u32 & 1,
+            in_service_bank: (word >> 56) as u32 & 1,
+        }
+    }
+}
+const _: () = assert!(crate::limits::MAX_SERVICE_BACKENDS <= 0xffff, "in_service_count has 16 bits");
+
+/// A service as the packet path uses it: its SERVICES entry and its live banks, read once per
+/// packet so the rest of the path sees one consistent version even if userspace flips meanwhile.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceInfo {
+    pub id: u32,
+    /// SERVICE_F_* and HASH_* bits.
+    pub flags: u32,
+    pub table_size: u32,
+    pub lookup_bank: u32,
+    pub in_service_bank: u32,
     pub in_service_count: u32,
+}
+
+impl ServiceInfo {
+    #[inline(always)]
+    pub const fn new(entry: ServiceEntry, banks: ServiceBanks) -> Self {
+        ServiceInfo {
+            id: entry.id,
+            flags: entry.flags,
+            table_size: banks.table_size,
+            lookup_bank: banks.lookup_bank,
+            in_service_bank: banks.in_service_bank,
+            in_service_count: banks.in_service_count,
+        }
+    }
+
+    pub const fn entry(&self) -> ServiceEntry {
+        ServiceEntry { id: self.id, flags: self.flags }
+    }
+
+    pub const fn banks(&self) -> ServiceBanks {
+        ServiceBanks {
+            table_size: self.table_size,
+            in_service_count: self.in_service_count,
+            lookup_bank: self.lookup_bank,
+            in_service_bank: self.in_service_bank,
+        }
+    }
 }
 
 /// Backend may receive packets (healthy). Cleared when health checks fail or it is removed.
@@ -221,7 +291,7 @@ mod pod {
     // SAFETY: all are repr(C) plain data with every bit pattern valid.
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for Endpoint {}
-    unsafe impl aya::Pod for ServiceInfo {}
+    unsafe impl aya::Pod for ServiceEntry {}
     unsafe impl aya::Pod for Backend {}
     unsafe impl aya::Pod for Session {}
     unsafe impl aya::Pod for NatReplyVips {}
@@ -239,7 +309,7 @@ mod tests {
     fn layouts_have_no_hidden_padding() {
         assert_eq!(size_of::<FlowKey>(), 40);
         assert_eq!(size_of::<ServiceKey>(), 20);
-        assert_eq!(size_of::<ServiceInfo>(), 24);
+        assert_eq!(size_of::<ServiceEntry>(), 8);
         assert_eq!(size_of::<Backend>(), 24);
         assert_eq!(size_of::<Session>(), 12);
         assert_eq!(size_of::<NatVip>(), 20);
@@ -257,5 +327,20 @@ mod tests {
         let v6 = addr_v6([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
         assert_eq!(v6[0].to_ne_bytes(), [0x20, 0x01, 0x0d, 0xb8]);
         assert_eq!(v6[3].to_ne_bytes(), [0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn a_service_banks_word_holds_every_field_at_its_limit() {
+        use crate::limits::{MAX_SERVICE_BACKENDS, MAX_TABLE_SIZE};
+        for banks in [
+            ServiceBanks { table_size: MAX_TABLE_SIZE, in_service_count: MAX_SERVICE_BACKENDS, lookup_bank: 1, in_service_bank: 0 },
+            ServiceBanks { table_size: 1, in_service_count: 0, lookup_bank: 0, in_service_bank: 1 },
+            ServiceBanks { table_size: u32::MAX, in_service_count: 0xffff, lookup_bank: 1, in_service_bank: 1 },
+            ServiceBanks::default(),
+        ] {
+            assert_eq!(ServiceBanks::from_word(banks.to_word()), banks);
+        }
+        let info = ServiceInfo { id: 3, flags: SERVICE_F_NAT, table_size: 7, lookup_bank: 1, in_service_bank: 0, in_service_count: 2 };
+        assert_eq!(ServiceInfo::new(info.entry(), info.banks()), info);
     }
 }

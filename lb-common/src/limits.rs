@@ -39,7 +39,7 @@ pub fn reply_route_slot(addr: &[u32; 4]) -> u32 {
 pub const ROUTE_CACHE_NS: u64 = 100_000_000;
 
 /// Banks of LOOKUP and IN_SERVICE a service may point at; userspace fills the inactive one and
-/// flips `ServiceInfo::bank` in one map write.
+/// flips the service's SERVICE_BANKS word (`ServiceBanks`) in one store.
 pub const TABLE_BANKS: u32 = 2;
 
 /// Index of slot `slot` of bank `bank` of service `service_id` in LOOKUP.

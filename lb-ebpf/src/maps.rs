@@ -9,7 +9,7 @@ use aya_ebpf::{
 use lb_common::{
     Backend, CachedRoute, EVENT_COUNT, Endpoint, FILTER_WORDS, MAX_BACKENDS,
     MAX_INTERFACES, MAX_NAT_ENDPOINTS, MAX_SERVICE_BACKENDS, MAX_SERVICES,
-    MAX_TABLE_SIZE, NatReplyVips, OUTCOME_COUNT, REPLY_ROUTE_SLOTS, DEFAULT_SESSION_BUCKETS, ServiceInfo, ServiceKey, SessionBucket, TABLE_BANKS,
+    MAX_TABLE_SIZE, NatReplyVips, OUTCOME_COUNT, REPLY_ROUTE_SLOTS, DEFAULT_SESSION_BUCKETS, ServiceEntry, ServiceKey, SessionBucket, TABLE_BANKS,
     TrafficCounters,
 };
 
@@ -25,9 +25,16 @@ pub static SERVICE_FILTER: Array<u64> = Array::with_max_entries(FILTER_WORDS, 0)
 #[map]
 pub static NAT_REPLY_FILTER: Array<u64> = Array::with_max_entries(FILTER_WORDS, 0);
 
-/// ServiceKey (VIP, port, proto) -> ServiceInfo. Written by userspace; replaced whole to flip banks.
+/// ServiceKey (VIP, port, proto) -> ServiceEntry (id, flags). Written by userspace when a
+/// service is added, removed or changes forwarding or hash key.
 #[map]
-pub static SERVICES: HashMap<ServiceKey, ServiceInfo> = HashMap::with_max_entries(MAX_SERVICES, 0);
+pub static SERVICES: HashMap<ServiceKey, ServiceEntry> = HashMap::with_max_entries(MAX_SERVICES, 0);
+
+/// Service id -> ServiceBanks word (ServiceBanks::to_word): the service's live table and
+/// in-service banks and their sizes. Written by userspace with one 8-byte store through a memory
+/// mapping (hence mmapable): that store flips the service to the banks it has just filled.
+#[map]
+pub static SERVICE_BANKS: Array<u64> = Array::with_max_entries(MAX_SERVICES, BPF_F_MMAPABLE);
 
 /// Server index tables: lookup_index(service, bank, slot) -> backend id.
 /// 2 banks per service of MAX_TABLE_SIZE slots. Written by userspace into the inactive bank,

@@ -1,10 +1,10 @@
 //! Step 2: is the packet addressed to a configured service (VIP, port, protocol)?
 
-use lb_common::{FlowKey, ServiceInfo, ServiceKey};
+use lb_common::{FlowKey, ServiceBanks, ServiceInfo, ServiceKey};
 
 use crate::{
     filter,
-    maps::{SERVICE_FILTER, SERVICES},
+    maps::{SERVICE_BANKS, SERVICE_FILTER, SERVICES},
 };
 
 /// The bitmap test: false proves the flow is addressed to no service.
@@ -13,8 +13,9 @@ pub fn may_be_service(flow: &FlowKey) -> bool {
     filter::marked(&SERVICE_FILTER, &flow.dst_addr, flow.dst_port, flow.proto)
 }
 
-/// The service the flow is addressed to (call after `may_be_service`), copied so the rest of
-/// the packet's path sees one consistent version even if userspace flips banks meanwhile.
+/// The service the flow is addressed to (call after `may_be_service`): its SERVICES entry and
+/// its live banks, copied so the rest of the packet's path sees one consistent version even if
+/// userspace flips banks meanwhile.
 #[inline(always)]
 pub fn lookup(flow: &FlowKey) -> Option<ServiceInfo> {
     let key = ServiceKey {
@@ -23,5 +24,9 @@ pub fn lookup(flow: &FlowKey) -> Option<ServiceInfo> {
         proto: flow.proto,
         family: flow.family,
     };
-    unsafe { SERVICES.get(&key) }.copied()
+    let entry = *unsafe { SERVICES.get(&key) }?;
+    let word = SERVICE_BANKS.get_ptr(entry.id)?;
+    // One 8-byte load: userspace replaces the word with one store.
+    let banks = ServiceBanks::from_word(unsafe { core::ptr::read_volatile(word) });
+    Some(ServiceInfo::new(entry, banks))
 }

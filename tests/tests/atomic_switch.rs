@@ -3,8 +3,8 @@
 //! is chosen from the table), while the balancer applies hundreds of changes: weights, backends
 //! added and removed, drains and undrains, table size changes.
 //!
-//! A packet reads one SERVICES entry (table size, banks, in-service count), one table slot and
-//! maybe one in-service entry. Each of those reads on its own is always some version's value;
+//! A packet reads one service (SERVICES entry and SERVICE_BANKS word: table size, banks,
+//! in-service count), one table slot and maybe one in-service entry. Each of those reads on its own is always some version's value;
 //! what a torn switch shows is a MIX: one version's entry with another version's bank contents.
 //! So every packet must be explained by ONE published version (entry, table and in-service list
 //! together) among those live while it ran; table sizes change often so that a mix picks a slot

@@ -9,14 +9,14 @@
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result, ensure};
-use aya::maps::{HashMap, Map, MapData};
+use aya::maps::{Array, HashMap, Map, MapData};
 use aya_obj::EbpfSectionKind;
 use lb::{
     balancer::service_key,
     config::Config,
     dataplane::{BPFFS, PIN_ROOT, PROGRAM, PROGRAM_PIN_PREFIX, XDP_OBJECT, is_bpffs},
 };
-use lb_common::{SERVICE_F_NAT, ServiceInfo, ServiceKey, session_buckets};
+use lb_common::{SERVICE_F_NAT, ServiceBanks, ServiceEntry, ServiceKey, session_buckets};
 use lb_tests::{
     Netns,
     daemon::LbDaemon,
@@ -106,12 +106,14 @@ fn every_map_is_pinned_live_while_lb_runs_and_gone_after_sigterm() -> Result<()>
     // The pinned SERVICES is the live map: it holds the config's services, and a removal
     // made through the CLI shows in the same handle.
     let config = Config::load(lb.config_path())?;
-    let services: HashMap<MapData, ServiceKey, ServiceInfo> =
+    let services: HashMap<MapData, ServiceKey, ServiceEntry> =
         HashMap::try_from(Map::from_map_data(MapData::from_pin(pins.join("SERVICES"))?)?)?;
+    let service_banks: Array<MapData, u64> = Array::try_from(Map::from_map_data(MapData::from_pin(pins.join("SERVICE_BANKS"))?)?)?;
     for svc in &config.services {
-        let info = services.get(&service_key(svc), 0).with_context(|| format!("{} not in pinned SERVICES", svc.name))?;
+        let entry = services.get(&service_key(svc), 0).with_context(|| format!("{} not in pinned SERVICES", svc.name))?;
+        let banks = ServiceBanks::from_word(service_banks.get(&entry.id, 0)?);
         let nat = svc.name == "web";
-        ensure!((info.flags & SERVICE_F_NAT != 0) == nat && info.table_size > 0, "{}: {info:?}", svc.name);
+        ensure!((entry.flags & SERVICE_F_NAT != 0) == nat && banks.table_size == svc.table_size, "{}: {entry:?} {banks:?}", svc.name);
     }
     // SESSIONS as `[sessions] capacity` asked: SESSION_WAYS records a bucket.
     let sessions = MapData::from_pin(pins.join("SESSIONS"))?;

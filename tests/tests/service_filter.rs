@@ -41,8 +41,10 @@ fn service_bits_follow_the_services() -> Result<()> {
     assert_eq!(dp.service_filter_word(word)?, a_bit);
     dp.set_service(&b, &info)?;
     assert_eq!(dp.service_filter_word(word)?, a_bit | b_bit);
-    // A bank flip rewrites the service: it must not count as a second service.
-    dp.set_service(&a, &info)?;
+    // A bank flip (and a change of flags, which rewrites SERVICES) must not count as a second service.
+    dp.set_service(&a, &ServiceInfo { lookup_bank: 1, ..info })?;
+    dp.set_service(&a, &ServiceInfo { flags: lb_common::SERVICE_F_NAT, ..info })?;
+    assert_eq!(dp.service_filter_word(word)?, a_bit | b_bit);
     dp.remove_service(&a)?;
     assert_eq!(dp.service_filter_word(word)?, b_bit, "a's bit stays after a is gone, or b's went with it");
     dp.remove_service(&b)?;

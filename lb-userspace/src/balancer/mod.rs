@@ -82,7 +82,7 @@ impl BackendState {
 pub struct ServiceState {
     pub config: ServiceConfig,
     pub key: ServiceKey,
-    /// What SERVICES holds for this service right now.
+    /// What SERVICES and SERVICE_BANKS hold for this service right now.
     pub info: ServiceInfo,
     /// In the order of `config.backends`.
     pub backends: Vec<BackendState>,

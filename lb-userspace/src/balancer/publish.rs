@@ -70,9 +70,9 @@ fn nat_replies(svc: &ServiceState) -> Vec<(Endpoint, NatVip)> {
 ///    have served another backend before), and NAT reply entries for them;
 /// 2. a changed table / in-service list into the inactive bank of each (for a new service:
 ///    bank 0, nothing reads it yet);
-/// 3. one SERVICES write that switches to those banks and carries changed flags: the atomic
-///    switch (for a new service it comes last and makes the service exist). Skipped if the
-///    entry would not change;
+/// 3. `set_service`: one SERVICE_BANKS store that switches to those banks (the atomic
+///    switch), and a SERVICES write if the service is new (it comes last and makes the service
+///    exist) or its flags changed. Skipped if nothing would change;
 /// 4. backends `prev` has and `next` has not lose their UP flag, so their sessions go stale
 ///    and are re-chosen by their next packet, and NAT reply entries `next` no longer needs go.
 ///    The caller frees their ids.

@@ -1,6 +1,6 @@
 //! Which table and in-service banks were live and when they stopped being live, so that a bank
 //! is rewritten only after every program run that could have seen it as live has finished
-//! (`grace`). Pure bookkeeping, fed by the SERVICES writes.
+//! (`grace`). Pure bookkeeping, fed by the flips (SERVICE_BANKS stores) and removals.
 
 use std::collections::HashMap;
 
@@ -17,7 +17,7 @@ pub(super) enum Bank {
 
 #[derive(Default)]
 pub(super) struct Banks {
-    /// What SERVICES holds, per key.
+    /// The live definition of each service (its SERVICES entry and SERVICE_BANKS word).
     live: HashMap<ServiceKey, ServiceInfo>,
     /// Banks that were live, with the grace epoch read when they stopped being live.
     retired: HashMap<Bank, Epoch>,
@@ -28,8 +28,8 @@ fn banks_of(info: &ServiceInfo) -> [Bank; 2] {
 }
 
 impl Banks {
-    /// SERVICES[key] now holds `info`: the banks its previous entry used and `info` does not
-    /// are retired at `now`.
+    /// The service at `key` is now `info`: the banks its previous version used and `info` does
+    /// not are retired at `now`.
     pub(super) fn set(&mut self, key: ServiceKey, info: ServiceInfo, now: Epoch) {
         if let Some(old) = self.live.insert(key, info) {
             let kept = banks_of(&info);
@@ -39,13 +39,18 @@ impl Banks {
         }
     }
 
-    /// SERVICES[key] is gone: its banks are retired at `now` (its id may serve another service).
+    /// The service at `key` is gone: its banks are retired at `now` (its id may serve another service).
     pub(super) fn remove(&mut self, key: &ServiceKey, now: Epoch) {
         if let Some(old) = self.live.remove(key) {
             for bank in banks_of(&old) {
                 self.retired.insert(bank, now);
             }
         }
+    }
+
+    /// What is live at `key`, if the service exists.
+    pub(super) fn live(&self, key: &ServiceKey) -> Option<ServiceInfo> {
+        self.live.get(key).copied()
     }
 
     /// The epoch `bank` was retired at, if it was live before; forgets it (the caller waits,

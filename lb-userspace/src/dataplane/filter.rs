@@ -43,11 +43,6 @@ impl KeyBitmap {
         self.write_word(word_and_bit(key).0)
     }
 
-    /// Whether `key` is covered (its guarded record exists).
-    pub(super) fn contains(&self, key: &Endpoint) -> bool {
-        self.keys.contains(key)
-    }
-
     /// Word `word` as the kernel holds it (tests, diagnostics).
     pub(super) fn word(&self, word: u32) -> Result<u64, DataplaneError> {
         self.map.get(&word, 0).map_err(|source| DataplaneError::Write { name: self.name, source })

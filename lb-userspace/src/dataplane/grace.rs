@@ -1,7 +1,7 @@
 //! Waiting out the XDP program runs that may still read a retired bank.
 //!
-//! A flip (one SERVICES write) retires the bank the service used before, but a program run that
-//! read the old ServiceInfo a moment earlier may still be reading that bank. Every run of the
+//! A flip (one SERVICE_BANKS store) retires the bank the service used before, but a program run
+//! that read the old word a moment earlier may still be reading that bank. Every run of the
 //! program is an RCU read-side critical section (driver NAPI poll, generic XDP and
 //! BPF_PROG_TEST_RUN all run it under rcu_read_lock with preemption or migration off), so once an
 //! RCU grace period has passed after the flip, no run can still see the retired bank.

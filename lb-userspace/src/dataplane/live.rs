@@ -42,9 +42,13 @@ impl Dataplane {
         counts
     }
 
-    /// Every SERVICES entry.
+    /// Every service as the program would read it: its SERVICES entry with its SERVICE_BANKS word.
     pub fn service_entries(&self) -> Vec<(ServiceKey, ServiceInfo)> {
-        self.services.iter().filter_map(Result::ok).collect()
+        self.services
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(key, entry)| (key, ServiceInfo::new(entry, self.service_banks.load(entry.id))))
+            .collect()
     }
 
     /// Entry `i` of bank `bank` of the service's in-service list.

@@ -1,8 +1,8 @@
 //! LOOKUP, mapped into our memory. The map is BPF_F_MMAPABLE, so a whole table bank is written
 //! with plain stores instead of one bpf() call per slot (65,537 calls for a default table): a new
 //! table goes live in microseconds after it is built. Only inactive banks are ever written, and
-//! the SERVICES update that flips to a bank is a syscall, so the program never sees a bank while
-//! it is being filled.
+//! the SERVICE_BANKS store that flips to a bank comes after them (a release store, ordered after
+//! the bank's stores), so the program never sees a bank while it is being filled.
 
 use aya::maps::Map;
 use lb_common::{MAX_SERVICES, MAX_TABLE_SIZE, TABLE_BANKS};

@@ -11,15 +11,17 @@ use lb_common::{
 
 use super::{Dataplane, DataplaneError, banks::Bank};
 
+/// Takes map `name` out of the object.
+pub(super) fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, DataplaneError> {
+    ebpf.take_map(name).ok_or_else(|| DataplaneError::Map { name, detail: "not in the object".into() })
+}
+
 /// Takes map `name` out of the object as the typed handle `T`.
 pub(super) fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DataplaneError>
 where
     T: TryFrom<Map, Error = aya::maps::MapError>,
 {
-    let map = ebpf
-        .take_map(name)
-        .ok_or_else(|| DataplaneError::Map { name, detail: "not in the object".into() })?;
-    T::try_from(map).map_err(|e| DataplaneError::Map { name, detail: e.to_string() })
+    T::try_from(take_map(ebpf, name)?).map_err(|e| DataplaneError::Map { name, detail: e.to_string() })
 }
 
 fn write(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> DataplaneError {
@@ -27,18 +29,28 @@ fn write(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> DataplaneErr
 }
 
 impl Dataplane {
-    /// Makes `info` the live definition of the service at `key`. One map update: this is the
-    /// atomic switch to whatever banks `info` names.
+    /// Makes `info` the live definition of the service at `key`. The flip to the banks `info`
+    /// names is one store into SERVICE_BANKS; SERVICES is written only when the service is new
+    /// or its id or flags change (a new service's entry comes last: it makes the service exist).
     pub fn set_service(&mut self, key: &ServiceKey, info: &ServiceInfo) -> Result<(), DataplaneError> {
-        self.quiesce_services()?;
-        let replaces = self.service_filter.contains(key);
-        self.service_filter.add(key)?;
-        self.services.insert(key, info, 0).map_err(write("SERVICES"))?;
-        let now = self.grace.epoch();
-        if replaces {
-            self.services_freed = Some(now);
+        let live = self.banks.live(key);
+        if live.is_none() {
+            // The id may have served a removed service a moment ago: no run that read that
+            // service's entry may see this service's banks.
+            self.quiesce_services()?;
         }
-        self.banks.set(*key, *info, now);
+        if live.map(|l| l.banks()) != Some(info.banks()) {
+            self.service_banks.store(info.id, &info.banks());
+        }
+        if live.map(|l| l.entry()) != Some(info.entry()) {
+            self.quiesce_services()?;
+            self.service_filter.add(key)?;
+            self.services.insert(key, info.entry(), 0).map_err(write("SERVICES"))?;
+            if live.is_some() {
+                self.services_freed = Some(self.grace.epoch());
+            }
+        }
+        self.banks.set(*key, *info, self.grace.epoch());
         Ok(())
     }
 
@@ -53,7 +65,8 @@ impl Dataplane {
     /// SERVICES is a preallocated hash: replacing or removing an entry hands its element back
     /// to the kernel's free list at once, and the next SERVICES write may fill it while a
     /// program run is still copying the old entry. So a write after such a release first waits
-    /// out a grace period (usually already passed: every bank write waits for one).
+    /// out a grace period (usually already passed: bank writes wait for one). Rare: entries
+    /// change only when a service is added, removed, or changes forwarding or hash key.
     fn quiesce_services(&mut self) -> Result<(), DataplaneError> {
         if let Some(freed) = self.services_freed.take() {
             self.grace.wait_past(freed)?;

@@ -14,6 +14,7 @@ mod mapped;
 mod maps;
 mod nat_replies;
 mod pins;
+mod service_banks;
 mod session_table;
 
 pub use attach::{XdpModeArg, ifindex};
@@ -27,7 +28,7 @@ use aya::{
     maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray},
     programs::Xdp,
 };
-use lb_common::{Backend, Endpoint, NatReplyVips, ServiceInfo, ServiceKey, TrafficCounters};
+use lb_common::{Backend, Endpoint, NatReplyVips, ServiceEntry, ServiceKey, TrafficCounters};
 
 /// The compiled XDP object (built by build.rs).
 pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp"));
@@ -87,7 +88,8 @@ impl Default for LoadOptions {
 /// A loaded (not yet attached) XDP program and typed handles to all of its maps.
 pub struct Dataplane {
     ebpf: Ebpf,
-    services: HashMap<MapData, ServiceKey, ServiceInfo>,
+    services: HashMap<MapData, ServiceKey, ServiceEntry>,
+    service_banks: service_banks::ServiceBanksMemory,
     service_filter: filter::KeyBitmap,
     lookup: lookup_memory::LookupMemory,
     /// Banks that were live, and the grace periods that make them safe to rewrite.
@@ -146,21 +148,15 @@ impl Dataplane {
         }
         Ok(Dataplane {
             services: maps::take(&mut ebpf, "SERVICES")?,
+            service_banks: service_banks::ServiceBanksMemory::new(maps::take_map(&mut ebpf, "SERVICE_BANKS")?)?,
             service_filter: filter::KeyBitmap::new("SERVICE_FILTER", maps::take(&mut ebpf, "SERVICE_FILTER")?),
-            lookup: lookup_memory::LookupMemory::new(
-                ebpf.take_map("LOOKUP")
-                    .ok_or_else(|| DataplaneError::Map { name: "LOOKUP", detail: "not in the object".into() })?,
-            )?,
+            lookup: lookup_memory::LookupMemory::new(maps::take_map(&mut ebpf, "LOOKUP")?)?,
             banks: banks::Banks::default(),
             grace: grace::Grace::new()?,
             services_freed: None,
             in_service: maps::take(&mut ebpf, "IN_SERVICE")?,
             backends: maps::take(&mut ebpf, "BACKENDS")?,
-            sessions: session_table::SessionTable::new(
-                ebpf.take_map("SESSIONS")
-                    .ok_or_else(|| DataplaneError::Map { name: "SESSIONS", detail: "not in the object".into() })?,
-                buckets,
-            )?,
+            sessions: session_table::SessionTable::new(maps::take_map(&mut ebpf, "SESSIONS")?, buckets)?,
             nat_reply_map: maps::take(&mut ebpf, "NAT_REPLIES")?,
             nat_reply_filter: filter::KeyBitmap::new("NAT_REPLY_FILTER", maps::take(&mut ebpf, "NAT_REPLY_FILTER")?),
             nat_replies: nat_replies::NatReplies::default(),
