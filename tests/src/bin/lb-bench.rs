@@ -317,6 +317,7 @@ fn main() -> Result<()> {
     for backends in [10, 100, 1000] {
         live_weight_change(backends)?;
     }
+    reload_of_many_services(32)?;
     Ok(())
 }
 
@@ -377,6 +378,45 @@ fn live_weight_change(backends: u16) -> Result<()> {
     println!("weight change to live table, {backends:>4} backends (M = 65537): median {:.2} ms over {RUNS} runs \
               ({:.2} ms of it not waiting for readers)",
         times[RUNS / 2].as_secs_f64() * 1e3, without_wait[RUNS / 2].as_secs_f64() * 1e3);
+    Ok(())
+}
+
+/// A reload that changes every one of `n` services (each loses or regains a backend, so its
+/// table and in-service list flip): how long until all are live, and how many grace periods
+/// that waited (one per reload: the flips are stores, not map updates).
+fn reload_of_many_services(n: u8) -> Result<()> {
+    const RUNS: usize = 10;
+    const BACKENDS: u8 = 10;
+    let config = |backends: u8| -> Result<Config> {
+        let services: Vec<ServiceConfig> = (0..n)
+            .map(|i| ServiceConfig {
+                name: format!("s{i}"),
+                vip: IpAddr::from([10, 200, 98, i + 1]),
+                port: 80,
+                protocol: "tcp",
+                forwarding: "dsr",
+                backends: (0..backends).map(|b| IpAddr::from([10, 200, 64 + i, b + 1])).collect(),
+                backend_port: 80,
+            })
+            .collect();
+        Ok(Config::parse(&lb_config::render(&services))?)
+    };
+    let (full, fewer) = (config(BACKENDS)?, config(BACKENDS - 1)?);
+    let mut lb = Balancer::new(Dataplane::load()?, &full, InitialHealth::Up)?;
+    let mut times = Vec::with_capacity(RUNS);
+    let mut waits = Vec::with_capacity(RUNS);
+    for run in 0..RUNS {
+        let (waits_before, _) = lb.dataplane().grace_waits();
+        let start = std::time::Instant::now();
+        let lines = lb.reconcile(if run % 2 == 0 { &fewer } else { &full })?;
+        times.push(start.elapsed());
+        ensure!(lines.len() >= usize::from(n), "reload {run} changed only {} services", lines.len());
+        waits.push(lb.dataplane().grace_waits().0 - waits_before);
+    }
+    times.sort();
+    println!("reload changing {n} services ({BACKENDS} backends each, M = 65537): median {:.1} ms over {RUNS} runs, \
+              grace periods per reload: {:?}",
+        times[RUNS / 2].as_secs_f64() * 1e3, waits);
     Ok(())
 }
 
