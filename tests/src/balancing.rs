@@ -54,16 +54,23 @@ pub fn tcp_failover_and_recovery(lb: &mut LbDaemon, dial: Dial, servers: &mut [B
     echo_all(&mut sessions, &format!("after {victim} came back"));
 }
 
-/// Many UDP flows (fixed, distinct source ports) reach every backend; each answer comes from
-/// the VIP (the client's connected socket accepts nothing else).
+/// Many UDP flows (fixed, distinct source ports) reach every backend, and each flow's later
+/// datagrams reach the backend its first one did; each answer comes from the VIP (the client's
+/// connected socket accepts nothing else).
 pub fn udp_spread(lb: &mut LbDaemon, dial: Dial, servers: &[BackendServer]) {
     lb.wait_in_service(dial.service, servers.len() as u64, HEALTH_WAIT).unwrap();
-    let seen: HashSet<String> = (0..FLOWS as u16)
-        .map(|i| {
-            udp_ask(dial.client, dial.vip, dial.port, 20000 + i, IO)
-                .unwrap_or_else(|e| panic!("UDP flow {i} to {}:{}: {e:#}", dial.vip, dial.port))
-        })
-        .collect();
+    let ask = |i: u16| {
+        udp_ask(dial.client, dial.vip, dial.port, 20000 + i, IO)
+            .unwrap_or_else(|e| panic!("UDP flow {i} to {}:{}: {e:#}", dial.vip, dial.port))
+    };
+    let first: Vec<String> = (0..FLOWS as u16).map(ask).collect();
+    for (i, backend) in first.iter().enumerate() {
+        for _ in 0..2 {
+            let again = ask(i as u16);
+            assert_eq!(&again, backend, "UDP flow {i} moved from {backend} to {again}");
+        }
+    }
+    let seen: HashSet<String> = first.into_iter().collect();
     for s in servers {
         assert!(
             seen.contains(s.udp.label()),
