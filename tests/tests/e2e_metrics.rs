@@ -5,6 +5,7 @@
 
 use std::{
     collections::BTreeMap,
+    io::Read,
     net::{IpAddr, SocketAddr},
     time::{Duration, Instant},
 };
@@ -156,6 +157,17 @@ fn metrics_over_http_and_the_cli_follow_real_traffic_and_match_status() -> Resul
     ensure!(r.status == 405 && r.header("allow") == Some("GET, HEAD"), "POST /metrics answered {r:?}");
     let r = http_request(topo.client().ns(), listen, "HEAD", "/metrics", T)?;
     ensure!(r.status == 200 && r.body.is_empty(), "HEAD /metrics answered {r:?}");
+
+    // A client that connects to the admin socket and says nothing holds up nobody: `lb status`
+    // is answered while the silent one still waits (the daemon gives it 2 s to speak, then
+    // answers it with an error).
+    let silent = std::os::unix::net::UnixStream::connect(&lb.socket)?;
+    lb.status().context("lb status behind a silent admin client")?;
+    silent.set_nonblocking(true)?;
+    match (&silent).read(&mut [0u8; 1]) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => bail!("the silent admin client was answered ({other:?}) before lb status was: the daemon waited for it"),
+    }
 
     for (i, s) in sessions.iter_mut().enumerate() {
         ensure!(s.echo(&format!("bye {i}"))? == format!("bye {i}"), "a connection broke while metrics were scraped");

@@ -5,11 +5,12 @@ use std::{os::unix::fs::PermissionsExt, path::Path, time::Duration};
 use anyhow::{Context, bail};
 use tokio::{
     net::{UnixListener, UnixStream},
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
     time::timeout,
 };
 
-use super::state::Daemon;
-use crate::api::{self, Response};
+use crate::api::{self, Request, Response};
 
 /// Longest a client may take to send its request or read the answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -34,14 +35,45 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Answers one connection. A stuck client must not stall the daemon's loop, so reading and
-/// writing are bounded; the work in between (a reload, a table rebuild) is not.
-pub async fn serve(mut stream: UnixStream, daemon: &mut Daemon) {
+/// A request read off the admin socket, and where its answer goes.
+pub struct AdminRequest {
+    pub request: Request,
+    pub reply: oneshot::Sender<Response>,
+}
+
+/// Serves the admin socket off the daemon's loop: every connection gets a task of its own that
+/// reads the request and writes the answer, each bounded in time, so a stuck client delays
+/// nobody but itself (health events, drains and other clients go on). Only the work in between
+/// runs on the loop, which owns the daemon's state: it answers each `AdminRequest`.
+pub fn spawn(listener: UnixListener, requests: mpsc::Sender<AdminRequest>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => drop(tokio::spawn(serve(stream, requests.clone()))),
+                Err(e) => {
+                    // Out of file descriptors, say: try again shortly rather than spin.
+                    tracing::warn!("accepting an admin connection failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+}
+
+async fn serve(mut stream: UnixStream, requests: mpsc::Sender<AdminRequest>) {
     let request = timeout(CLIENT_TIMEOUT, api::read_request(&mut stream))
         .await
         .unwrap_or_else(|_| Err(anyhow::anyhow!("no request within {CLIENT_TIMEOUT:?}")));
     let response = match request {
-        Ok(r) => daemon.handle(r).await,
+        Ok(request) => {
+            let (reply, answer) = oneshot::channel();
+            // Either fails only when the daemon is shutting down: the client sees the socket close.
+            if requests.send(AdminRequest { request, reply }).await.is_err() {
+                return;
+            }
+            let Ok(response) = answer.await else { return };
+            response
+        }
         Err(e) => Response::Error(format!("{e:#}")),
     };
     let written = timeout(CLIENT_TIMEOUT, api::write_response(&mut stream, &response))

@@ -73,6 +73,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics::http::spawn(l, scrape_tx.clone())
     });
     drop(scrape_tx);
+    let (admin_tx, mut admin_requests) = mpsc::channel::<admin::AdminRequest>(8);
+    let admin = admin::spawn(listener, admin_tx);
 
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -89,10 +91,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             Some(reply) = scrapes.recv() => {
                 let _ = reply.send(metrics::render(&status::status(&daemon)));
             }
-            conn = listener.accept() => {
-                if let Ok((stream, _)) = conn {
-                    admin::serve(stream, &mut daemon).await;
-                }
+            Some(admin::AdminRequest { request, reply }) = admin_requests.recv() => {
+                let _ = reply.send(daemon.handle(request).await);
             }
             _ = tick.tick() => match daemon.tick().await {
                 Err(LiveError::Dataplane(e)) => break Err(anyhow::Error::new(e).context("finishing drains")),
@@ -111,6 +111,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(http) = http {
         http.abort();
     }
+    admin.abort();
     daemon.shutdown().await;
     let _ = std::fs::remove_file(&socket);
     tracing::info!("detached; exiting");
