@@ -76,6 +76,12 @@ impl ChildGuard {
         }
     }
 
+    /// The leader's exit status once it has exited; None while it runs (or after `kill`).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        // std keeps the status of a reaped child, so this can be asked again.
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
     /// Kills the leader only: processes it forked live on (until `kill` or Drop).
     /// Used to stop a listener while its accepted connections keep working.
     pub fn kill_leader(&mut self) -> Result<()> {

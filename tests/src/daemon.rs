@@ -5,6 +5,8 @@ use std::{path::{Path, PathBuf}, time::{Duration, Instant}};
 
 use anyhow::{Context, Result, bail};
 
+use lb::dataplane::PIN_ROOT;
+
 use crate::{child::ChildGuard, mount_ns::MountNs, names, netns::{Netns, wait_xdp_detached_in}};
 
 /// The `lb` binary cargo built next to this test executable.
@@ -18,6 +20,20 @@ pub fn lb_binary() -> Result<PathBuf> {
         bail!("{} not built: use `cargo xtask test` / `cargo xtask demo`, which build it", lb.display());
     }
     Ok(lb)
+}
+
+/// A namespace with a veth pair per name in `ifaces` (`ifaces[i]` <-> `peer<i>`), up and
+/// forwarding IPv4: the smallest host `lb run` attaches to.
+pub fn lb_host(tag: &str, ifaces: &[&str]) -> Result<Netns> {
+    let ns = Netns::new(tag)?;
+    for (i, iface) in ifaces.iter().enumerate() {
+        let peer = format!("peer{i}");
+        ns.ip(&["link", "add", iface, "type", "veth", "peer", "name", &peer])?;
+        ns.ip(&["link", "set", iface, "up"])?;
+        ns.ip(&["link", "set", &peer, "up"])?;
+        ns.sysctl(&format!("net.ipv4.conf.{iface}.forwarding"), "1")?;
+    }
+    Ok(ns)
 }
 
 /// A running `lb run`; Drop stops it (the namespace's deletion would too).
@@ -40,16 +56,17 @@ impl LbDaemon {
     /// `start` with more `lb run` options, e.g. `["--metrics-listen", "10.200.2.1:9100"]`.
     /// Each daemon gets a unique `--instance` unless `options` name one.
     pub fn start_with(ns: &Netns, config: &str, ifaces: &[&str], options: &[&str]) -> Result<LbDaemon> {
-        Self::launch(ns, config, ifaces, options, |args| ns.spawn(args))
+        Self::start_by(ns, config, ifaces, options, |args| ns.spawn(args))
     }
 
     /// `start_with`, but in the mount namespace `mounts` (whose bpffs outlives the daemon)
     /// instead of one of its own.
     pub fn start_in(mounts: &MountNs, ns: &Netns, config: &str, ifaces: &[&str], options: &[&str]) -> Result<LbDaemon> {
-        Self::launch(ns, config, ifaces, options, |args| mounts.spawn(args))
+        Self::start_by(ns, config, ifaces, options, |args| mounts.spawn(args))
     }
 
-    fn launch(
+    /// `start_with`, but `spawn` starts the command line (e.g. behind `setpriv`, as another user).
+    pub fn start_by(
         ns: &Netns,
         config: &str,
         ifaces: &[&str],
@@ -62,6 +79,8 @@ impl LbDaemon {
         let config_path = dir.join(format!("{id}.toml"));
         let socket = dir.join(format!("{id}.sock"));
         std::fs::write(&config_path, config)?;
+        // Readable by any user lb is run as (a test runs it unprivileged).
+        std::fs::set_permissions(&config_path, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
         let lb_s = lb.to_string_lossy().to_string();
         let cfg_s = config_path.to_string_lossy().to_string();
         let sock_s = socket.to_string_lossy().to_string();
@@ -129,16 +148,32 @@ impl LbDaemon {
             .collect())
     }
 
-    /// Sends SIGTERM and waits for a clean exit: the process ends and no XDP program is left
-    /// on any of its interfaces (the daemon detaches on its way out).
+    /// The pin directory, /sys/fs/bpf/lb/<instance>, as seen through `mounts` (lb runs there).
+    pub fn pin_dir(&self, mounts: &MountNs) -> PathBuf {
+        mounts.path(format!("{PIN_ROOT}/{}", self.instance))
+    }
+
+    /// Sends SIGTERM and waits for a clean exit (see `stop_with`).
     pub fn stop(&mut self) -> Result<()> {
-        self.signal(libc::SIGTERM);
+        self.stop_with(libc::SIGTERM)
+    }
+
+    /// Sends `signal` (SIGTERM or SIGINT) and waits for a clean exit: the process ends with
+    /// status 0 and no XDP program is left on any of its interfaces (lb detaches on its way out).
+    pub fn stop_with(&mut self, signal: i32) -> Result<()> {
+        self.signal(signal);
         let start = Instant::now();
         while self.process.is_running() {
             if start.elapsed() > Duration::from_secs(10) {
-                bail!("lb did not exit within 10 s of SIGTERM");
+                bail!("lb did not exit within 10 s of signal {signal}");
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+        let status = self.process.exit_status().context("lb's exit status is gone")?;
+        if !status.success() {
+            // The pipe is drained by a thread: give it a moment to take the last lines.
+            std::thread::sleep(Duration::from_millis(100));
+            bail!("lb exited with {status} on signal {signal}, not 0: {}", self.process.stderr_tail());
         }
         for iface in &self.ifaces {
             wait_xdp_detached_in(&self.ns_name, iface, Duration::from_secs(10))
@@ -148,6 +183,7 @@ impl LbDaemon {
     }
 
     /// Waits for a daemon that is expected to fail to exit; its stderr (the log and the error).
+    /// An error unless lb exited by itself with a non-zero status (not 0, not by a signal).
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<String> {
         let start = Instant::now();
         while self.process.is_running() {
@@ -158,7 +194,11 @@ impl LbDaemon {
         }
         // The pipe is drained by a thread: give it a moment to take the last lines.
         std::thread::sleep(Duration::from_millis(100));
-        Ok(self.process.stderr_tail())
+        let log = self.process.stderr_tail();
+        match self.process.exit_status().and_then(|s| s.code()) {
+            Some(code) if code != 0 => Ok(log),
+            other => bail!("lb should have failed with an exit code, it ended with {other:?}: {log}"),
+        }
     }
 
     /// Waits until exactly `n` backends of `service` are in service.

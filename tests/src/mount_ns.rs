@@ -16,7 +16,12 @@ use std::{
 
 use anyhow::{Result, bail};
 
-use crate::{Netns, child::ChildGuard, netns::spawn_behind};
+use crate::{
+    Netns,
+    child::ChildGuard,
+    cmd::{self, DEFAULT_TIMEOUT},
+    netns::spawn_behind,
+};
 
 /// Owns the holder process; Drop kills it.
 pub struct MountNs {
@@ -43,6 +48,14 @@ impl MountNs {
     pub fn path(&self, path: impl AsRef<Path>) -> PathBuf {
         let inside = path.as_ref().strip_prefix("/").unwrap_or(path.as_ref());
         PathBuf::from(format!("/proc/{}/root", self.holder.pid())).join(inside)
+    }
+
+    /// Runs `args` to completion in this mount namespace (only), e.g. a `mount`; its stdout.
+    pub fn exec(&self, args: &[&str]) -> Result<String> {
+        let pid = self.holder.pid().to_string();
+        let mut full = vec!["nsenter", "--target", &pid, "--mount", "--"];
+        full.extend_from_slice(args);
+        cmd::run(&full, None, DEFAULT_TIMEOUT)
     }
 
     /// Starts `args` in this mount namespace and the holder's network namespace, in a new

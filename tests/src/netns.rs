@@ -128,6 +128,16 @@ impl Netns {
         xdp_attached_in(&self.name, dev)
     }
 
+    /// Waits until no XDP program is attached to `dev` (see `wait_xdp_detached_in`).
+    pub fn wait_xdp_detached(&self, dev: &str, timeout: Duration) -> Result<()> {
+        wait_xdp_detached_in(&self.name, dev, timeout)
+    }
+
+    /// The id of the XDP program attached to `dev`, if any (one program, any mode).
+    pub fn xdp_prog_id(&self, dev: &str) -> Result<Option<u64>> {
+        Ok(self.link_json(dev)?["xdp"]["prog"]["id"].as_u64())
+    }
+
     /// `ip -j link show dev <dev>` as JSON, for whatever else a test needs to know.
     pub fn link_json(&self, dev: &str) -> Result<serde_json::Value> {
         let out = self.ip(&["-j", "link", "show", "dev", dev])?;

@@ -6,7 +6,7 @@
 //! Each lb runs in a mount namespace held by a `MountNs` (as `ip netns exec` makes one, so the
 //! bpffs mount never reaches the host), which lets the test look at the pins after lb exits.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use aya::maps::{Array, HashMap, Map, MapData};
@@ -19,7 +19,7 @@ use lb::{
 use lb_common::{SERVICE_F_NAT, ServiceBanks, ServiceEntry, ServiceKey, session_buckets};
 use lb_tests::{
     Netns,
-    daemon::LbDaemon,
+    daemon::{self, LbDaemon},
     lb_config::{ServiceConfig, render},
     mount_ns::MountNs,
 };
@@ -28,12 +28,7 @@ const T: Duration = Duration::from_secs(10);
 
 /// One namespace with a veth pair (eth0 <-> peer0), up and forwarding: enough to attach to.
 fn lb_host() -> Result<Netns> {
-    let ns = Netns::new("pins")?;
-    ns.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "peer0"])?;
-    ns.ip(&["link", "set", "eth0", "up"])?;
-    ns.ip(&["link", "set", "peer0", "up"])?;
-    ns.sysctl("net.ipv4.conf.eth0.forwarding", "1")?;
-    Ok(ns)
+    daemon::lb_host("pins", &["eth0"])
 }
 
 /// Session capacity of `config()`: not the default, so the pinned SESSIONS shows lb sized it.
@@ -53,11 +48,6 @@ fn config() -> String {
     };
     let services = render(&[service("web", 80, "tcp", "nat"), service("dns", 53, "udp", "dsr")]);
     format!("[sessions]\ncapacity = {SESSION_CAPACITY}\n{services}")
-}
-
-/// The instance's pin directory as the test sees it (through the holder of lb's mounts).
-fn pin_dir(mounts: &MountNs, lb: &LbDaemon) -> PathBuf {
-    mounts.path(format!("{PIN_ROOT}/{}", lb.instance))
 }
 
 fn start(mounts: &MountNs, ns: &Netns, options: &[&str]) -> Result<LbDaemon> {
@@ -90,7 +80,7 @@ fn every_map_is_pinned_live_while_lb_runs_and_gone_after_sigterm() -> Result<()>
 
     // Every map the object declares, whatever its name, and the program. Global data
     // (.rodata: constants set at load, such as the tick length) is no map aya hands out.
-    let pins = pin_dir(&mounts, &lb);
+    let pins = lb.pin_dir(&mounts);
     let object = aya_obj::Object::parse(XDP_OBJECT)?;
     let maps: Vec<&String> = object
         .maps
@@ -143,17 +133,17 @@ fn a_start_that_fails_leaves_no_pin_directory() -> Result<()> {
         log.contains("pinned the maps and the program") && log.contains("already has an XDP program attached"),
         "the second lb should have pinned, then failed to attach: {log}"
     );
-    ensure!(!pin_dir(&mounts, &second).exists(), "a failed attach left {}", pin_dir(&mounts, &second).display());
-    ensure!(pin_dir(&mounts, &first).join("SERVICES").exists(), "the running instance lost its pins");
+    ensure!(!second.pin_dir(&mounts).exists(), "a failed attach left {}", second.pin_dir(&mounts).display());
+    ensure!(first.pin_dir(&mounts).join("SERVICES").exists(), "the running instance lost its pins");
 
     // Refused before loading anything: no directory either.
     let mut third = LbDaemon::start_in(&mounts, &ns, &config(), &["nosuch0"], &[])?;
     let log = third.wait_exit(T)?;
     ensure!(log.contains("\"nosuch0\" does not exist"), "{log}");
-    ensure!(!pin_dir(&mounts, &third).exists(), "a refused start left {}", pin_dir(&mounts, &third).display());
+    ensure!(!third.pin_dir(&mounts).exists(), "a refused start left {}", third.pin_dir(&mounts).display());
 
     first.stop()?;
-    ensure!(!pin_dir(&mounts, &first).exists());
+    ensure!(!first.pin_dir(&mounts).exists());
     Ok(())
 }
 
@@ -164,7 +154,7 @@ fn an_instance_name_is_refused_while_its_lb_runs_and_taken_over_once_it_died() -
     let name = lb_tests::names::unique("inst");
     let same = ["--instance", name.as_str()];
     let mut first = start(&mounts, &ns, &same)?;
-    let pins = pin_dir(&mounts, &first);
+    let pins = first.pin_dir(&mounts);
 
     let mut second = LbDaemon::start_in(&mounts, &ns, &config(), &["eth0"], &same)?;
     let log = second.wait_exit(T)?;

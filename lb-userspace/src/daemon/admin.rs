@@ -1,6 +1,10 @@
 //! The daemon's side of the admin socket.
 
-use std::{os::unix::fs::PermissionsExt, path::Path, time::Duration};
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context, bail};
 use tokio::{
@@ -33,6 +37,15 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     let listener = UnixListener::bind(path).with_context(|| format!("binding admin socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
+}
+
+/// The bound admin socket's path; Drop removes the file (a failed start or an exit).
+pub struct SocketFile(pub PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// A request read off the admin socket, and where its answer goes.

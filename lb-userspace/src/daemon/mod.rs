@@ -43,6 +43,7 @@ pub struct RunArgs {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Everything that can be checked is checked before anything touches the kernel.
     let config = Config::load(&args.config)?;
+    preflight::privileges()?;
     preflight::check(&args.interfaces, &config)?;
     // A running instance of the same name refuses this one before any socket is bound. From
     // here on a failure drops `pins`, which removes the directory and whatever was pinned.
@@ -50,6 +51,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // The metrics port first: refusing it then leaves no admin socket behind.
     let metrics_listener = args.metrics_listen.map(metrics::http::bind).transpose()?;
     let listener = admin::bind(&args.admin_socket)?;
+    // Removes the socket file when run returns, also when the start fails after this point.
+    let _socket_file = admin::SocketFile(args.admin_socket.clone());
 
     let dp = Dataplane::load_with(LoadOptions { pins: Some(pins), session_capacity: config.sessions.capacity })?;
     let mut balancer = Balancer::new(dp, &config, InitialHealth::Down)?;
@@ -61,7 +64,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         socket = %args.admin_socket.display(),
         "attached; backends enter service as their health checks pass"
     );
-    let socket = args.admin_socket.clone();
     let mut daemon = Daemon::start(balancer, args).await?;
     // Scrapes are rendered on this loop (the daemon's data has one owner); the HTTP side only
     // carries them. Without a listener the channel has no sender and its branch stays idle.
@@ -113,7 +115,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     admin.abort();
     daemon.shutdown().await;
-    let _ = std::fs::remove_file(&socket);
     tracing::info!("detached; exiting");
     result
 }

@@ -36,6 +36,25 @@ pub fn check(interfaces: &[String], config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Loading an XDP program takes CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN; without them
+/// the first refusal would come from deep in the load, after the pins and the admin socket.
+pub fn privileges() -> anyhow::Result<()> {
+    const CAP_NET_ADMIN: u32 = 12;
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_BPF: u32 = 39;
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .ok_or_else(|| anyhow::anyhow!("no CapEff line in /proc/self/status"))?;
+    let has = |cap: u32| effective & (1 << cap) != 0;
+    if !has(CAP_NET_ADMIN) || !(has(CAP_BPF) || has(CAP_SYS_ADMIN)) {
+        bail!("lb run needs CAP_BPF and CAP_NET_ADMIN to load and attach XDP programs: run it as root");
+    }
+    Ok(())
+}
+
 fn forwarding_on(family: &str, iface: &str) -> bool {
     std::fs::read_to_string(format!("/proc/sys/net/{family}/conf/{iface}/forwarding"))
         .map(|v| v.trim() == "1")
