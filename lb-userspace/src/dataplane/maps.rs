@@ -34,16 +34,16 @@ impl Dataplane {
     /// or its id or flags change (a new service's entry comes last: it makes the service exist).
     pub fn set_service(&mut self, key: &ServiceKey, info: &ServiceInfo) -> Result<(), DataplaneError> {
         let live = self.banks.live(key);
-        if live.is_none() {
-            // The id may have served a removed service a moment ago: no run that read that
-            // service's entry may see this service's banks.
+        let entry_changes = live.map(|l| l.entry()) != Some(info.entry());
+        if entry_changes {
+            // Before the word too: a new service's id may have served a removed service a
+            // moment ago, and no run that read that service's entry may see these banks.
             self.quiesce_services()?;
         }
         if live.map(|l| l.banks()) != Some(info.banks()) {
             self.service_banks.store(info.id, &info.banks());
         }
-        if live.map(|l| l.entry()) != Some(info.entry()) {
-            self.quiesce_services()?;
+        if entry_changes {
             self.service_filter.add(key)?;
             self.services.insert(key, info.entry(), 0).map_err(write("SERVICES"))?;
             if live.is_some() {
