@@ -163,6 +163,10 @@ pub struct Backend {
 pub const SESSION_F_CLOSING: u16 = 1 << 0;
 /// The flow is forwarded by NAT (its service's forwarding when it was recorded).
 pub const SESSION_F_NAT: u16 = 1 << 1;
+/// Recorded at the client's SYN; no later packet of the client has confirmed it yet. Anyone can
+/// send a SYN (a spoofed flood never gets further), so such a record may never displace a
+/// confirmed one (lb_common::session_table::victim_rank). The client's next packet clears it.
+pub const SESSION_F_UNCONFIRMED: u16 = 1 << 2;
 
 /// Where a flow was sent (in its SESSIONS slot): the backend, and all a later packet of the flow needs
 /// to follow it without the SERVICES lookup.
@@ -185,6 +189,15 @@ impl Session {
 
     pub const fn is_nat(&self) -> bool {
         self.flags & SESSION_F_NAT != 0
+    }
+
+    pub const fn is_unconfirmed(&self) -> bool {
+        self.flags & SESSION_F_UNCONFIRMED != 0
+    }
+
+    /// A connection that is live: its handshake completed (a real client) and not closing.
+    pub const fn is_active(&self) -> bool {
+        self.flags & (SESSION_F_CLOSING | SESSION_F_UNCONFIRMED) == 0
     }
 }
 

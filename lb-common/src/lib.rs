@@ -11,6 +11,7 @@ pub mod filter;
 pub mod hash;
 pub mod layout;
 pub mod limits;
+pub mod nat_reply;
 pub mod session_table;
 pub mod stats;
 
@@ -18,5 +19,6 @@ pub use filter::{FILTER_SLOTS, FILTER_WORDS, filter_bit, filter_slot};
 pub use hash::{flow_hash, second_choice, table_slot};
 pub use layout::*;
 pub use limits::*;
+pub use nat_reply::{REPLY_LINGER_TICKS, ReplyVerdict, reply_verdict};
 pub use session_table::*;
 pub use stats::*;

@@ -49,7 +49,13 @@ impl Packet {
         self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
     }
 
-    /// A TCP FIN or RST: the client is ending the connection.
+    /// A TCP SYN, with or without ACK: a packet opening a connection (a SYN-ACK from a server).
+    #[inline(always)]
+    pub fn carries_syn(&self) -> bool {
+        self.tcp_flags & TCP_SYN != 0
+    }
+
+    /// A TCP FIN or RST: its sender is ending the connection.
     #[inline(always)]
     pub fn ends_connection(&self) -> bool {
         self.tcp_flags & (TCP_FIN | TCP_RST) != 0

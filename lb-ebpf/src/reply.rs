@@ -1,10 +1,11 @@
 //! The NAT reply path: a backend's reply to a client is rewritten to come from VIP:port.
 //!
 //! No per-flow reverse record: NAT_REPLIES names the VIPs a backend endpoint serves, and the
-//! client's session record (client -> VIP) confirms the reply belongs to a flow sent there.
+//! client's session record (client -> VIP) naming that backend confirms the reply belongs to a
+//! flow sent there, if that flow is still alive (lb_common::nat_reply decides).
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::{Endpoint, FlowKey, NAT_REPLY_VIPS, NatVip, Outcome};
+use lb_common::{Endpoint, Event, FlowKey, NAT_REPLY_VIPS, NatVip, Outcome, ReplyVerdict, SessionSlot, reply_verdict};
 
 use crate::{
     filter,
@@ -12,16 +13,26 @@ use crate::{
     maps::{NAT_REPLIES, NAT_REPLY_FILTER},
     packet,
     parse::Packet,
-    session,
+    session::{self, Flow},
+    session_table, stats,
 };
 
 #[inline(always)]
 pub fn forward(ctx: &XdpContext, pkt: &mut Packet) -> Outcome {
-    let Some(vip) = vip_of_reply(&pkt.flow) else {
+    let Some(Recorded { vip, slot, hash }) = recorded_flow(&pkt.flow) else {
         return Outcome::PassNoService;
     };
+    let now = packet::now_ns();
+    let slot = unsafe { &mut *slot };
+    if reply_verdict(&slot.session, session_table::idle(slot, now), pkt.carries_syn()) == ReplyVerdict::Ended {
+        // The client's old flow is over: this is another conversation between the same
+        // endpoints (say, straight to the backend's own address). Leave it, and let it be.
+        session_table::forget(slot);
+        stats::count_event(Event::ReplyOfEndedFlow);
+        return Outcome::PassNoService;
+    }
     // The way out first, as for requests: a reply that cannot leave is dropped unchanged.
-    let hop = match forward::client_hop(ctx, pkt, &vip, packet::now_ns()) {
+    let hop = match forward::client_hop(ctx, pkt, &vip, now) {
         Ok(hop) => hop,
         Err(outcome) => return outcome,
     };
@@ -29,16 +40,29 @@ pub fn forward(ctx: &XdpContext, pkt: &mut Packet) -> Outcome {
     if !outcome.is_forwarded() {
         return outcome;
     }
+    // The backend ending the connection ends the flow as the client's FIN/RST does.
+    if pkt.ends_connection() {
+        session::mark_slot_closing(slot, hash);
+    }
     if forward::rewrite(ctx, pkt, Side::Src, &vip.addr, vip.port).is_err() || forward::address_frame(ctx, &hop).is_err() {
         return Outcome::PassMalformed;
     }
     outcome
 }
 
-/// The VIP a packet from a NAT backend to a client must appear to come from, if it is a reply
-/// of a flow the balancer sent to that backend.
+/// A client's record of a flow sent to the backend a packet comes from.
+struct Recorded {
+    /// The service address the flow was sent to.
+    vip: NatVip,
+    slot: *mut SessionSlot,
+    /// The session hash of the client's flow (client -> VIP).
+    hash: u32,
+}
+
+/// The client's record that sends a flow to the backend a packet (backend -> client) comes
+/// from, if any.
 #[inline(always)]
-fn vip_of_reply(reply: &FlowKey) -> Option<NatVip> {
+fn recorded_flow(reply: &FlowKey) -> Option<Recorded> {
     if !filter::marked(&NAT_REPLY_FILTER, &reply.src_addr, reply.src_port, reply.proto) {
         return None;
     }
@@ -54,18 +78,25 @@ fn vip_of_reply(reply: &FlowKey) -> Option<NatVip> {
             break;
         }
         let vip = vips.vips[i];
-        let request = FlowKey {
-            src_addr: reply.dst_addr,
-            dst_addr: vip.addr,
-            src_port: reply.dst_port,
-            dst_port: vip.port,
-            proto: reply.proto,
-            family: reply.family,
-            _pad: [0; 2],
-        };
-        if session::sent_to(&request, &reply.src_addr, reply.src_port) {
-            return Some(vip);
+        let request = request_of(reply, &vip);
+        let flow = Flow::new(&request);
+        if let Some(slot) = session::sent_to(&flow, &reply.src_addr, reply.src_port) {
+            return Some(Recorded { vip, slot, hash: flow.hash });
         }
     }
     None
+}
+
+/// The client's flow (client -> VIP) a reply to it from a backend of `vip` would belong to.
+#[inline(always)]
+fn request_of(reply: &FlowKey, vip: &NatVip) -> FlowKey {
+    FlowKey {
+        src_addr: reply.dst_addr,
+        dst_addr: vip.addr,
+        src_port: reply.dst_port,
+        dst_port: vip.port,
+        proto: reply.proto,
+        family: reply.family,
+        _pad: [0; 2],
+    }
 }

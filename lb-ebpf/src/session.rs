@@ -1,8 +1,13 @@
 //! Step 3: session forwarding records. A known flow keeps its backend across table changes as
-//! long as that backend is up; NAT replies are matched to their flow through the same record. A
-//! client's FIN/RST marks the record closing, so userspace can tell ended flows from live ones.
+//! long as that backend is up; NAT replies are matched to their flow through the same record.
+//! A SYN's record is unconfirmed until the client's next packet (it may never displace a
+//! confirmed one, see lb_common::session_table); a FIN/RST marks the record closing, so
+//! userspace can tell ended flows from live ones.
 
-use lb_common::{BACKEND_F_UP, Backend, FlowKey, SESSION_F_CLOSING, SESSION_F_NAT, SERVICE_F_NAT, ServiceInfo, Session};
+use lb_common::{
+    BACKEND_F_UP, Backend, SESSION_F_CLOSING, SESSION_F_NAT, SESSION_F_UNCONFIRMED, SERVICE_F_NAT,
+    ServiceInfo, Session, SessionSlot,
+};
 
 pub use crate::session_table::Flow;
 use crate::{maps::BACKENDS, session_table};
@@ -40,6 +45,8 @@ pub fn lookup(flow: &Flow, now_ns: u64) -> Lookup {
     };
     let slot = unsafe { &mut *slot };
     session_table::touch(slot, now_ns);
+    // The lookup runs for every packet but a SYN: this one confirms a SYN's record.
+    session_table::change_flags(slot, flow.hash, 0, SESSION_F_UNCONFIRMED);
     let session = slot.session;
     let backend_id = session.backend_id;
     match usable_backend(backend_id) {
@@ -64,35 +71,41 @@ pub fn usable_backend(id: u32) -> Option<Backend> {
     Some(*b)
 }
 
+/// Records where the flow goes; `at_syn`: from a SYN, so unconfirmed. False if its bucket had
+/// no slot such a record may take.
 #[inline(always)]
-pub fn record(flow: &Flow, to: &Assignment, now_ns: u64) {
+pub fn record(flow: &Flow, to: &Assignment, at_syn: bool, now_ns: u64) -> bool {
+    let nat = if to.nat { SESSION_F_NAT } else { 0 };
     let session = Session {
         backend_id: to.backend_id,
         generation: to.backend.generation,
         service_id: to.service_id as u16,
-        flags: if to.nat { SESSION_F_NAT } else { 0 },
+        flags: if at_syn { nat | SESSION_F_UNCONFIRMED } else { nat },
     };
-    session_table::store(flow, &session, now_ns);
+    session_table::store(flow, &session, now_ns)
 }
 
 /// Marks the flow's record as closing (once: later FINs and RSTs find it marked).
 #[inline(always)]
 pub fn mark_closing(flow: &Flow) {
     if let Some(slot) = session_table::find(flow) {
-        session_table::set_flags(unsafe { &mut *slot }, flow, SESSION_F_CLOSING);
+        mark_slot_closing(unsafe { &mut *slot }, flow.hash);
     }
 }
 
-/// Whether the flow's record sends it to the backend at `addr`:`port` (raw forms): a packet
-/// from there to the client is a reply of this flow. Up or not: a backend's last replies may
-/// follow its removal.
+/// Marks the record in `slot` (of a flow of hash `hash`) as closing.
 #[inline(always)]
-pub fn sent_to(flow: &FlowKey, addr: &[u32; 4], port: u16) -> bool {
-    let Some(slot) = session_table::find(&Flow::new(flow)) else {
-        return false;
-    };
+pub fn mark_slot_closing(slot: &mut SessionSlot, hash: u32) {
+    session_table::change_flags(slot, hash, SESSION_F_CLOSING, 0);
+}
+
+/// The slot of the flow's record if it sends the flow to the backend at `addr`:`port` (raw
+/// forms): a packet from there to the client may be a reply of this flow (nat_reply decides).
+/// Up or not: a backend's last replies may follow its removal.
+#[inline(always)]
+pub fn sent_to(flow: &Flow, addr: &[u32; 4], port: u16) -> Option<*mut SessionSlot> {
+    let slot = session_table::find(flow)?;
     let session = unsafe { (*slot).session };
-    BACKENDS.get(session.backend_id).is_some_and(|b| {
-        b.generation == session.generation && b.port == port && b.addr == *addr
-    })
+    let b = BACKENDS.get(session.backend_id)?;
+    (b.generation == session.generation && b.port == port && b.addr == *addr).then_some(slot)
 }

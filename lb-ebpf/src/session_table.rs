@@ -3,7 +3,7 @@
 
 use lb_common::{
     DEFAULT_SESSION_BUCKETS, FlowKey, SESSION_WAYS, Session, SessionBucket, SessionSlot, session_check,
-    session_clock, session_hash,
+    session_clock, session_hash, victim_rank,
 };
 
 use crate::maps::SESSIONS;
@@ -32,19 +32,23 @@ fn bucket_of(flow: &Flow) -> u32 {
     flow.hash & unsafe { core::ptr::read_volatile(&SESSION_BUCKET_MASK) }
 }
 
-/// Records `session` for `flow` in the slot `victim` picks.
+/// Records `session` for `flow` in the slot `victim` picks; false if no slot may be taken.
 #[inline(always)]
-pub fn store(flow: &Flow, session: &Session, now_ns: u64) {
+pub fn store(flow: &Flow, session: &Session, now_ns: u64) -> bool {
     let Some(bucket) = SESSIONS.get_ptr_mut(bucket_of(flow)) else {
-        return;
+        return false;
     };
     let now = session_clock(now_ns);
-    let slot = unsafe { &mut (*bucket).slots[victim(&*bucket, flow.key, now)] };
+    let Some(i) = victim(unsafe { &*bucket }, flow.key, session.flags, now) else {
+        return false;
+    };
+    let slot = unsafe { &mut (*bucket).slots[i] };
     // The check goes last: until it is written, a reader on another CPU sees no session here.
     slot.flow = *flow.key;
     slot.session = *session;
     slot.seen = now;
     slot.check = session_check(flow.hash, session);
+    true
 }
 
 /// Notes that a packet of the slot's flow passed now. One write a second at most: a busy flow
@@ -57,42 +61,52 @@ pub fn touch(slot: &mut SessionSlot, now_ns: u64) {
     }
 }
 
-/// Sets `flags` in the record of `flow` held by `slot` (found by `find`).
+/// Ticks of the session clock since the slot's flow was last seen.
 #[inline(always)]
-pub fn set_flags(slot: &mut SessionSlot, flow: &Flow, flags: u16) {
-    if slot.session.flags & flags != flags {
-        slot.session.flags |= flags;
-        slot.check = session_check(flow.hash, &slot.session);
+pub fn idle(slot: &SessionSlot, now_ns: u64) -> u32 {
+    session_clock(now_ns).wrapping_sub(slot.seen)
+}
+
+/// Sets `set` and clears `clear` (SESSION_F_* bits) in the record held by `slot` (found by
+/// `find` for a flow of hash `hash`). Writes only if that changes something.
+#[inline(always)]
+pub fn change_flags(slot: &mut SessionSlot, hash: u32, set: u16, clear: u16) {
+    let flags = (slot.session.flags | set) & !clear;
+    if flags != slot.session.flags {
+        slot.session.flags = flags;
+        slot.check = session_check(hash, &slot.session);
     }
 }
 
-/// The slot a new record of `flow` takes: its own old record, else an empty slot, else the
-/// slot of a closing flow, else the one seen longest ago.
+/// Empties the slot: its flow is over.
 #[inline(always)]
-fn victim(bucket: &SessionBucket, flow: &FlowKey, now: u32) -> usize {
-    let mut victim = 0;
+pub fn forget(slot: &mut SessionSlot) {
+    slot.check = 0;
+}
+
+/// The slot a new record of `flow` (with SESSION_F_* `flags`) takes: its own old record, else
+/// the one lb_common::victim_rank ranks first; None if it may take none.
+#[inline(always)]
+fn victim(bucket: &SessionBucket, flow: &FlowKey, flags: u16, now: u32) -> Option<usize> {
+    let mut victim = None;
     let mut best = 0u32;
     for i in 0..SESSION_WAYS {
         let slot = &bucket.slots[i];
         if same_flow(&slot.flow, flow) {
-            return i;
+            return Some(i);
         }
-        let score = if slot.check == 0 {
-            u32::MAX
-        } else {
-            let idle = now.wrapping_sub(slot.seen).min(CLOSING_BONUS - 1);
-            if slot.session.is_closing() { idle | CLOSING_BONUS } else { idle }
-        };
-        if score > best || i == 0 {
-            victim = i;
-            best = score;
+        // A slot whose check is 0 is empty; a torn one (check not 0, contents racing) ranks as
+        // its contents say: the race's winner will rewrite it anyway.
+        let held = if slot.check == 0 { None } else { Some(&slot.session) };
+        if let Some(rank) = victim_rank(held, now.wrapping_sub(slot.seen), flags) {
+            if victim.is_none() || rank > best {
+                victim = Some(i);
+                best = rank;
+            }
         }
     }
     victim
 }
-
-/// Ranks a closing flow's slot above every open flow's for reuse.
-const CLOSING_BONUS: u32 = 1 << 30;
 
 /// The slot holding `flow`'s whole record, if any.
 #[inline(always)]

@@ -318,7 +318,8 @@ impl Ctx<'_> {
         let mut fx = Fixture::new(name, input, outcome, Expect::Frame(expected.bytes()));
         fx.events = spec.events.clone();
         fx.checks = vec![
-            Check::Session { flow: key, backend_id: backend.id, closing: spec.closing },
+            // A SYN's record waits for the client's next packet to confirm it.
+            Check::Session { flow: key, backend_id: backend.id, closing: spec.closing, unconfirmed: frame.is_syn() },
             Check::ServiceTraffic { service_id: svc.info.id, delta },
             Check::BackendTraffic { backend_id: backend.id, delta },
         ];
@@ -332,21 +333,37 @@ impl Ctx<'_> {
     }
 
     /// The backend's reply to the NAT flow the named fixture opened: the source becomes
-    /// VIP:port, and it leaves towards the client.
+    /// VIP:port, and it leaves towards the client. For TCP a SYN-ACK.
     fn reply(&self, name: &str, of: &str) -> Result<(Fixture, Option<Sent>)> {
+        self.reply_as(name, of, |mut reply| {
+            if let L4::Tcp { .. } = reply.l4 {
+                reply.l4 = L4::Tcp { syn: true, ack: true, fin: false };
+                reply.payload.clear();
+            }
+            reply
+        })
+    }
+
+    /// A packet from the named fixture's NAT backend to its client, made by `shape` from a
+    /// reply with a payload.
+    fn backend_packet(&self, of: &str, shape: impl FnOnce(Frame) -> Frame) -> Result<Frame> {
         let sent = self.sent(of)?;
-        let (client, vip, backend) = (sent.frame.src, sent.frame.dst, sent.backend.addr);
-        let mut reply = sent
+        let (client, backend) = (sent.frame.src, sent.backend.addr);
+        let reply = sent
             .frame
             .clone()
             .with_src(backend)
             .with_dst(client)
             .with_macs(self.bed.neighbour_mac(backend.ip())?, self.bed.egress_for(backend.ip())?.mac)
             .with_payload(b"reply payload");
-        if let L4::Tcp { .. } = reply.l4 {
-            reply.l4 = L4::Tcp { syn: true, ack: true, fin: false };
-            reply.payload.clear();
-        }
+        Ok(shape(reply))
+    }
+
+    /// As `reply`, with the reply shaped by `shape`.
+    fn reply_as(&self, name: &str, of: &str, shape: impl FnOnce(Frame) -> Frame) -> Result<(Fixture, Option<Sent>)> {
+        let sent = self.sent(of)?;
+        let (client, vip, backend) = (sent.frame.src, sent.frame.dst, sent.backend.addr);
+        let reply = self.backend_packet(of, shape)?;
         let egress = self.bed.egress_for(client.ip())?;
         let expected = reply.clone().with_src(vip).with_macs(egress.mac, self.bed.neighbour_mac(client.ip())?);
         let outcome = if egress.ifindex == self.bed.a0.ifindex { Outcome::TxReply } else { Outcome::RedirectReply };
@@ -561,6 +578,40 @@ fn table() -> Vec<Step> {
             let other = svc.backends.iter().find(|b| b.addr != sent.backend.addr).context("a second nat4 backend")?;
             let f = Frame::ack(&other.addr.to_string(), &sent.frame.src.to_string());
             Ok((Fixture::new(name, f.bytes(), PassNoService, Expect::Unchanged), None))
+        }),
+        // A client's port reused straight to the backend after its flow through the VIP ended
+        // (issue 14, part 1): the backend's packets to that port are not the old flow's.
+        fwd("nat4 port reuse: syn", syn(40060, NAT4), Fwd::new()),
+        fwd("nat4 port reuse: the client's ack confirms", Frame::ack(&format!("{CLIENT}:40060"), NAT4), Fwd::hit("nat4 port reuse: syn")),
+        reply("nat4 port reuse: reply", "nat4 port reuse: syn"),
+        fwd("nat4 port reuse: the client's fin", syn(40060, NAT4).fin(), Fwd::hit("nat4 port reuse: syn").closing()),
+        run("nat4 port reuse: the backend's fin after the client's is still rewritten", |ctx, name| {
+            ctx.reply_as(name, "nat4 port reuse: syn", Frame::fin)
+        }),
+        run("nat4 port reuse: a syn-ack to the client's port opens another connection: passed", |ctx, name| {
+            let f = ctx.backend_packet("nat4 port reuse: syn", |mut f| {
+                f.l4 = L4::Tcp { syn: true, ack: true, fin: false };
+                f.payload.clear();
+                f
+            })?;
+            let flow = ctx.sent("nat4 port reuse: syn")?.frame.flow_key();
+            let mut fx = Fixture::new(name, f.bytes(), PassNoService, Expect::Unchanged);
+            fx.events = vec![Event::ReplyOfEndedFlow];
+            fx.checks.push(Check::NoSession(flow));
+            Ok((fx, None))
+        }),
+        run("nat4 port reuse: the direct connection's data passes too", |ctx, name| {
+            let f = ctx.backend_packet("nat4 port reuse: syn", |f| f)?;
+            Ok((Fixture::new(name, f.bytes(), PassNoService, Expect::Unchanged), None))
+        }),
+        // The backend ending a connection ends the flow as the client's FIN does.
+        fwd("nat4 backend closes: syn", syn(40062, NAT4), Fwd::new()),
+        fwd("nat4 backend closes: the client's ack", Frame::ack(&format!("{CLIENT}:40062"), NAT4), Fwd::hit("nat4 backend closes: syn")),
+        run("nat4 backend closes: its fin is rewritten and marks the record closing", |ctx, name| {
+            let (mut fx, sent) = ctx.reply_as(name, "nat4 backend closes: syn", Frame::fin)?;
+            let of = ctx.sent("nat4 backend closes: syn")?;
+            fx.checks.push(Check::Session { flow: of.frame.flow_key(), backend_id: of.backend.id, closing: true, unconfirmed: false });
+            Ok((fx, sent))
         }),
         // The way out is decided before the source is rewritten: a reply that cannot leave
         // (no neighbour entry for its client) is dropped as it came.

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, ensure};
 use lb::balancer::{Balancer, InitialHealth};
 use lb::config::Config;
 use lb::dataplane::{Dataplane, LoadOptions};
-use lb_common::{DEFAULT_SESSION_BUCKETS, SESSION_WAYS, addr_v4, port_raw, session_bucket, session_buckets, session_hash};
+use lb_common::{DEFAULT_SESSION_BUCKETS, Event, SESSION_WAYS, addr_v4, port_raw, session_bucket, session_buckets, session_hash};
 
 use frames::Frame;
 use lb_tests::fib_bed::FibBed;
@@ -65,39 +65,57 @@ fn recorded(lb: &Balancer, frames: &[Frame]) -> Vec<bool> {
     frames.iter().map(|f| lb.dataplane().session(&f.flow_key()).is_some()).collect()
 }
 
+fn event(lb: &Balancer, which: Event) -> u64 {
+    lb.dataplane().events().into_iter().find(|(e, _)| *e == which).map_or(0, |(_, n)| n)
+}
+
 #[test]
-fn a_full_bucket_gives_up_closing_flows_first_then_the_longest_idle() -> Result<()> {
+fn a_full_bucket_gives_up_unconfirmed_then_closing_then_the_longest_idle_and_a_syn_displaces_no_live_flow() -> Result<()> {
     let bed = FibBed::new("session-table")?;
     let _inside = bed.ns.enter()?;
     let mut lb = Balancer::new(Dataplane::load()?, &Config::parse(CONFIG)?, InitialHealth::Up)?;
     let flows = flows_sharing_a_bucket(DEFAULT_SESSION_BUCKETS, SESSION_WAYS + 2);
     let (fill, newcomers) = flows.split_at(SESSION_WAYS);
+    let confirmed = |lb: &Balancer, f: &Frame| lb.dataplane().session(&f.flow_key()).is_some_and(|s| !s.is_unconfirmed());
 
-    // A bucket holds SESSION_WAYS flows, each with the backend explain predicts.
+    // A bucket holds SESSION_WAYS connections, each with the backend explain predicts; a SYN's
+    // record is unconfirmed until the client's next packet.
     for f in fill {
         run(&mut lb, &bed, f)?;
+        ensure!(lb.dataplane().session(&f.flow_key()).is_some_and(|s| s.is_unconfirmed()), "{}: a SYN's record", f.src);
+        run(&mut lb, &bed, &f.clone().later(b"hello"))?;
+        ensure!(confirmed(&lb, f), "{}: the client's second packet left its record unconfirmed", f.src);
     }
-    ensure!(recorded(&lb, fill).iter().all(|&r| r), "a flow of a bucket with room went unrecorded");
     for f in fill {
         let want = lb.explain_packet(&f.flow_key(), true)?.and_then(|e| e.backend).map(|b| b.id);
         let got = lb.dataplane().session(&f.flow_key()).map(|s| s.backend_id);
         ensure!(got == want, "{}: recorded backend {got:?}, explain says {want:?}", f.src);
     }
 
-    // The client closes flow 1: the next newcomer takes its slot, the open flows stay.
+    // A SYN (spoofed, for all the table can tell) into a bucket of live connections is
+    // forwarded but displaces none of them.
+    let unrecorded = event(&lb, Event::SynNotRecorded);
+    run(&mut lb, &bed, &newcomers[0])?;
+    ensure!(recorded(&lb, &flows) == [true, true, true, true, false, false], "a SYN displaced a live flow: {:?}", recorded(&lb, &flows));
+    ensure!(event(&lb, Event::SynNotRecorded) == unrecorded + 1, "syn_not_recorded did not count it");
+
+    // The client closes flow 1: a SYN takes its slot; the next SYN takes that unconfirmed one.
     run(&mut lb, &bed, &fill[1].clone().fin())?;
     run(&mut lb, &bed, &newcomers[0])?;
-    ensure!(
-        recorded(&lb, fill) == [true, false, true, true] && lb.dataplane().session(&newcomers[0].flow_key()).is_some(),
-        "after a newcomer, with flow 1 closing: {:?}",
-        recorded(&lb, fill)
-    );
+    ensure!(recorded(&lb, &flows) == [true, false, true, true, true, false], "with flow 1 closing: {:?}", recorded(&lb, &flows));
+    run(&mut lb, &bed, &newcomers[1])?;
+    ensure!(recorded(&lb, &flows) == [true, false, true, true, false, true], "a SYN after an unconfirmed one: {:?}", recorded(&lb, &flows));
+
+    // Confirmed, newcomer 1 is a live connection like the rest: the bucket takes no SYN.
+    run(&mut lb, &bed, &newcomers[1].clone().later(b"hello"))?;
+    run(&mut lb, &bed, &newcomers[0])?;
+    ensure!(recorded(&lb, &flows) == [true, false, true, true, false, true], "a SYN displaced a live flow: {:?}", recorded(&lb, &flows));
 
     // Let the session clock (about 1 s a tick) move on, then see every flow but flow 2 again:
-    // the next newcomer displaces flow 2, the one seen longest ago.
+    // newcomer 0's client completing its handshake displaces flow 2, the one seen longest ago.
     let seen_before = lb.dataplane().session_seen(&fill[0].flow_key()).context("flow 0's record")?;
     std::thread::sleep(Duration::from_millis(2300));
-    for f in [&fill[0], &fill[3], &newcomers[0]] {
+    for f in [&fill[0], &fill[3], &newcomers[1]] {
         run(&mut lb, &bed, &f.clone().later(b"data"))?;
     }
     // 2.3 s is 2.14 ticks of 1.07 s: the program's clock runs at the wall clock's pace (a
@@ -107,17 +125,16 @@ fn a_full_bucket_gives_up_closing_flows_first_then_the_longest_idle() -> Result<
         (2..=3).contains(&seen_after.wrapping_sub(seen_before)),
         "2.3 s moved the session clock from {seen_before} to {seen_after}, expected 2 or 3 ticks"
     );
-    run(&mut lb, &bed, &newcomers[1])?;
+    run(&mut lb, &bed, &newcomers[0].clone().later(b"hello"))?;
     ensure!(
-        recorded(&lb, fill) == [true, false, false, true] && recorded(&lb, newcomers) == [true, true],
-        "after a second newcomer, flow 2 idle longest: {:?} {:?}",
-        recorded(&lb, fill),
-        recorded(&lb, newcomers)
+        recorded(&lb, &flows) == [true, false, false, true, true, true] && confirmed(&lb, &newcomers[0]),
+        "after newcomer 0's second packet, flow 2 idle longest: {:?}",
+        recorded(&lb, &flows)
     );
 
     // A flow whose slot was given up is chosen afresh by its next packet, and recorded again.
     run(&mut lb, &bed, &fill[2].clone().later(b"data"))?;
-    ensure!(lb.dataplane().session(&fill[2].flow_key()).is_some(), "a re-chosen flow was not recorded");
+    ensure!(confirmed(&lb, &fill[2]), "a re-chosen flow was not recorded");
     Ok(())
 }
 

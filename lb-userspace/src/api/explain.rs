@@ -45,6 +45,9 @@ pub struct SessionReport {
     /// The client sent FIN or RST: the connection is ending.
     #[serde(default)]
     pub closing: bool,
+    /// Recorded at the client's SYN, not yet confirmed by its next packet.
+    #[serde(default)]
+    pub unconfirmed: bool,
 }
 
 /// The human-readable form of `lb explain`.
@@ -61,10 +64,11 @@ pub fn render_explain(r: &ExplainReport) -> String {
     }
     match &r.session {
         Some(s) => {
-            let usable = match (s.usable, s.closing) {
-                (true, false) => "usable",
-                (true, true) => "usable, connection closing",
-                (false, _) => "stale: will be re-chosen",
+            let usable = match (s.usable, s.closing, s.unconfirmed) {
+                (true, false, false) => "usable",
+                (true, false, true) => "usable, handshake not yet confirmed by the client",
+                (true, true, _) => "usable, connection closing",
+                (false, _, _) => "stale: will be re-chosen",
             };
             let _ = writeln!(
                 out,

@@ -39,6 +39,8 @@ pub struct SessionView {
     pub usable: bool,
     /// The client sent FIN or RST: the connection is ending (not counted as active).
     pub closing: bool,
+    /// Recorded at the client's SYN; no later packet of the client yet (not counted as active).
+    pub unconfirmed: bool,
 }
 
 impl Balancer {
@@ -65,7 +67,7 @@ impl Balancer {
             Some(s @ Session { backend_id, generation, .. }) => {
                 let b = dp.backend(backend_id)?;
                 let usable = b.flags & BACKEND_F_UP != 0 && b.generation == generation;
-                Some(SessionView { backend_id, generation, usable, closing: s.is_closing() })
+                Some(SessionView { backend_id, generation, usable, closing: s.is_closing(), unconfirmed: s.is_unconfirmed() })
             }
             None => None,
         };

@@ -27,6 +27,7 @@ pub(super) fn report(svc: &ServiceState, client: SocketAddr, ex: &Explanation) -
             .map(|b| b.addr),
         usable: s.usable,
         closing: s.closing,
+        unconfirmed: s.unconfirmed,
     });
     let chosen_by = match (&ex.backend, ex.session.is_some_and(|s| s.usable), ex.slot_backend_up) {
         (None, _, _) => "none: no backend in service, dropped",

@@ -31,12 +31,12 @@ impl Dataplane {
         zero(&mut self.service_stats, "SERVICE_STATS", id)
     }
 
-    /// How many active session records (not closing) name each (backend id, generation): one
-    /// scan of SESSIONS. Closed UDP flows and TCP flows whose FIN/RST was never seen stay counted
+    /// How many active session records (handshake confirmed, not closing) name each (backend
+    /// id, generation): one scan of SESSIONS. A SYN nobody followed up is not a session. Closed UDP flows and TCP flows whose FIN/RST was never seen stay counted
     /// until a new flow takes their slot.
     pub fn session_counts(&self) -> SessionCounts {
         let mut counts = SessionCounts::new();
-        for (_, s) in self.sessions.iter().filter(|(_, s)| !s.is_closing()) {
+        for (_, s) in self.sessions.iter().filter(|(_, s)| s.is_active()) {
             *counts.entry((s.backend_id, s.generation)).or_default() += 1;
         }
         counts
