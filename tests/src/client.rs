@@ -45,15 +45,29 @@ impl TcpSession {
         port: u16,
         timeout: Duration,
     ) -> Result<TcpSession> {
+        Self::connect_bound(ns, src.map(|s| SocketAddr::new(s, 0)), addr, port, timeout)
+    }
+
+    /// `connect`, from the local address and port `local` if given (port 0: any). A fixed port
+    /// may be reused while an earlier connection from it is in TIME_WAIT (SO_REUSEADDR), as
+    /// clients behind a shared address do.
+    pub fn connect_bound(
+        ns: &Netns,
+        local: Option<SocketAddr>,
+        addr: IpAddr,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<TcpSession> {
         let peer = SocketAddr::new(addr, port);
-        let from = src.map_or_else(|| ns.name().to_string(), |s| format!("{s} in {}", ns.name()));
+        let from = local.map_or_else(|| ns.name().to_string(), |s| format!("{s} in {}", ns.name()));
         let stream: TcpStream = {
             let _inside = ns.enter()?;
             let socket = Socket::new(Domain::for_address(peer), Type::STREAM, Some(Protocol::TCP))?;
-            if let Some(src) = src {
+            if let Some(local) = local {
+                socket.set_reuse_address(true)?;
                 socket
-                    .bind(&SocketAddr::new(src, 0).into())
-                    .with_context(|| format!("binding to {src} in {}", ns.name()))?;
+                    .bind(&local.into())
+                    .with_context(|| format!("binding to {local} in {}", ns.name()))?;
             }
             socket
                 .connect_timeout(&peer.into(), timeout)
@@ -99,6 +113,16 @@ impl TcpSession {
             .with_context(|| format!("writing to {} (served by {})", self.peer, self.name))?;
         self.read_line()
             .with_context(|| format!("reading echo from {} (served by {})", self.peer, self.name))
+    }
+
+    /// Ends the connection as a client does: FIN, then the server's FIN (end of stream) back.
+    pub fn close(mut self) -> Result<()> {
+        self.writer.shutdown(std::net::Shutdown::Write)?;
+        let mut rest = Vec::new();
+        self.reader
+            .read_to_end(&mut rest)
+            .with_context(|| format!("waiting for {} (served by {}) to close", self.peer, self.name))?;
+        Ok(())
     }
 
     fn read_line(&mut self) -> Result<String> {
