@@ -39,6 +39,9 @@ pub type ServiceKey = Endpoint;
 
 /// Forward by rewriting destination address/port and un-NAT the replies (else DSR: MACs only).
 pub const SERVICE_F_NAT: u32 = 1 << 0;
+/// The service has an overflow pool: a new flow whose choice is at its quota spills to the
+/// pool's own table, the banks of service id `overflow_id` (empty while the pool is closed).
+pub const SERVICE_F_OVERFLOW: u32 = 1 << 1;
 /// Which packet fields feed the flow hash (`hash::flow_hash`).
 pub const HASH_SRC_ADDR: u32 = 1 << 8;
 pub const HASH_SRC_PORT: u32 = 1 << 9;
@@ -61,6 +64,8 @@ pub struct ServiceEntry {
     pub id: u32,
     /// SERVICE_F_* and HASH_* bits.
     pub flags: u32,
+    /// With SERVICE_F_OVERFLOW: the id whose banks hold the overflow pool's table.
+    pub overflow_id: u32,
 }
 
 /// SERVICE_BANKS value (as one u64 word, `to_word`), indexed by service id: which banks of the
@@ -112,6 +117,8 @@ pub struct ServiceInfo {
     pub lookup_bank: u32,
     pub in_service_bank: u32,
     pub in_service_count: u32,
+    /// ServiceEntry::overflow_id.
+    pub overflow_id: u32,
 }
 
 impl ServiceInfo {
@@ -120,6 +127,7 @@ impl ServiceInfo {
         ServiceInfo {
             id: entry.id,
             flags: entry.flags,
+            overflow_id: entry.overflow_id,
             table_size: banks.table_size,
             lookup_bank: banks.lookup_bank,
             in_service_bank: banks.in_service_bank,
@@ -128,7 +136,7 @@ impl ServiceInfo {
     }
 
     pub const fn entry(&self) -> ServiceEntry {
-        ServiceEntry { id: self.id, flags: self.flags }
+        ServiceEntry { id: self.id, flags: self.flags, overflow_id: self.overflow_id }
     }
 
     pub const fn banks(&self) -> ServiceBanks {
@@ -143,6 +151,12 @@ impl ServiceInfo {
 
 /// Backend may receive packets (healthy). Cleared when health checks fail or it is removed.
 pub const BACKEND_F_UP: u8 = 1 << 0;
+/// The backend has a new-session quota (its NEW_SESSION_QUOTAS entry): a new flow it is chosen
+/// for must be admitted by it (lb_common::quota), else it is at its quota.
+pub const BACKEND_F_PACED: u8 = 1 << 1;
+/// The control plane measured the backend at a quota it enforces itself (max_sessions,
+/// max_bytes_per_sec): it takes no new flow while another choice has room.
+pub const BACKEND_F_FULL: u8 = 1 << 2;
 
 /// BACKENDS value, indexed by backend id.
 #[repr(C)]
@@ -305,6 +319,7 @@ mod pod {
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for Endpoint {}
     unsafe impl aya::Pod for ServiceEntry {}
+    unsafe impl aya::Pod for crate::quota::NewSessionQuota {}
     unsafe impl aya::Pod for Backend {}
     unsafe impl aya::Pod for Session {}
     unsafe impl aya::Pod for NatReplyVips {}
@@ -322,7 +337,7 @@ mod tests {
     fn layouts_have_no_hidden_padding() {
         assert_eq!(size_of::<FlowKey>(), 40);
         assert_eq!(size_of::<ServiceKey>(), 20);
-        assert_eq!(size_of::<ServiceEntry>(), 8);
+        assert_eq!(size_of::<ServiceEntry>(), 12);
         assert_eq!(size_of::<Backend>(), 24);
         assert_eq!(size_of::<Session>(), 12);
         assert_eq!(size_of::<NatVip>(), 20);
@@ -353,7 +368,7 @@ mod tests {
         ] {
             assert_eq!(ServiceBanks::from_word(banks.to_word()), banks);
         }
-        let info = ServiceInfo { id: 3, flags: SERVICE_F_NAT, table_size: 7, lookup_bank: 1, in_service_bank: 0, in_service_count: 2 };
+        let info = ServiceInfo { id: 3, flags: SERVICE_F_NAT, table_size: 7, lookup_bank: 1, in_service_bank: 0, in_service_count: 2, overflow_id: 5 };
         assert_eq!(ServiceInfo::new(info.entry(), info.banks()), info);
     }
 }

@@ -12,6 +12,7 @@ pub mod hash;
 pub mod layout;
 pub mod limits;
 pub mod nat_reply;
+pub mod quota;
 pub mod session_table;
 pub mod stats;
 
@@ -19,6 +20,7 @@ pub use filter::{FILTER_SLOTS, FILTER_WORDS, filter_bit, filter_slot};
 pub use hash::{flow_hash, second_choice, table_slot};
 pub use layout::*;
 pub use limits::*;
+pub use quota::{NewSessionQuota, QUOTA_BURST_PERCENT};
 pub use nat_reply::{REPLY_LINGER_TICKS, ReplyVerdict, reply_verdict};
 pub use session_table::*;
 pub use stats::*;

@@ -104,13 +104,22 @@ pub enum Event {
     /// A NAT backend's packet matched a client's record of a flow that is over (a new connection
     /// from the same client port, or past the closing linger): passed untouched, record forgotten.
     ReplyOfEndedFlow = 3,
+    /// A new flow's choice was at its quota and the flow went to an overflow backend instead.
+    SpilledToOverflow = 4,
+    /// A new flow's choice was at its quota and so was every other choice (or no overflow pool
+    /// was open): it went to its choice all the same (never dropped for a quota).
+    EveryChoiceFull = 5,
 }
 
-pub const EVENT_COUNT: u32 = 4;
+pub const EVENT_COUNT: u32 = 6;
 
 impl Event {
     pub const ALL: [Event; EVENT_COUNT as usize] =
-        [Event::SecondChoice, Event::SessionRechosen, Event::SynNotRecorded, Event::ReplyOfEndedFlow];
+        [Event::SecondChoice, Event::SessionRechosen, Event::SynNotRecorded,
+        Event::ReplyOfEndedFlow,
+        Event::SpilledToOverflow,
+        Event::EveryChoiceFull,
+    ];
 
     pub const fn name(self) -> &'static str {
         match self {
@@ -118,6 +127,8 @@ impl Event {
             Event::SessionRechosen => "session_rechosen",
             Event::SynNotRecorded => "syn_not_recorded",
             Event::ReplyOfEndedFlow => "reply_of_ended_flow",
+            Event::SpilledToOverflow => "spilled_to_overflow",
+            Event::EveryChoiceFull => "every_choice_full",
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The XDP load balancer: one pipeline, read top to bottom in `pipeline`, one module per step.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// BPF inline assembly (quota.rs: compare-and-swap, which the BPF target's atomics lack).
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 #[cfg(target_arch = "bpf")]
 mod bench;
@@ -18,6 +20,8 @@ mod parse;
 mod pass;
 #[cfg(target_arch = "bpf")]
 mod pipeline;
+#[cfg(target_arch = "bpf")]
+mod quota;
 #[cfg(target_arch = "bpf")]
 mod reply;
 #[cfg(target_arch = "bpf")]

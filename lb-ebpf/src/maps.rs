@@ -9,7 +9,7 @@ use aya_ebpf::{
 use lb_common::{
     Backend, CachedRoute, EVENT_COUNT, Endpoint, FILTER_WORDS, MAX_BACKENDS,
     MAX_INTERFACES, MAX_NAT_ENDPOINTS, MAX_SERVICE_BACKENDS, MAX_SERVICES,
-    MAX_TABLE_SIZE, NatReplyVips, OUTCOME_COUNT, REPLY_ROUTE_SLOTS, DEFAULT_SESSION_BUCKETS, ServiceEntry, ServiceKey, SessionBucket, TABLE_BANKS,
+    MAX_TABLE_SIZE, NatReplyVips, NewSessionQuota, OUTCOME_COUNT, REPLY_ROUTE_SLOTS, DEFAULT_SESSION_BUCKETS, ServiceEntry, ServiceKey, SessionBucket, TABLE_BANKS,
     TrafficCounters,
 };
 
@@ -49,9 +49,19 @@ pub static LOOKUP: Array<u32> =
 pub static IN_SERVICE: Array<u32> =
     Array::with_max_entries(MAX_SERVICES * TABLE_BANKS * MAX_SERVICE_BACKENDS, 0);
 
-/// Backend id -> Backend (address, port, up flag, generation). Written by userspace.
+/// Backend id -> Backend (address, port, up/paced/full flags, generation). Written by userspace.
 #[map]
 pub static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
+
+/// Backend id -> NewSessionQuota: the pace of its `max_new_sessions_per_sec` (all zero: none;
+/// BACKEND_F_PACED says whether to look). Written by userspace.
+#[map]
+pub static NEW_SESSION_QUOTAS: Array<NewSessionQuota> = Array::with_max_entries(MAX_BACKENDS, 0);
+
+/// Backend id -> the theoretical arrival time (ns) of its next new session (lb_common::quota):
+/// one word every CPU moves with compare-and-swap. Written by this program only.
+#[map]
+pub static NEW_SESSION_PACE: Array<u64> = Array::with_max_entries(MAX_BACKENDS, 0);
 
 /// Bucket index (session_bucket of the flow's hash) -> SessionBucket: where each flow (client
 /// -> VIP five-tuple) was sent. Written by this program only: a flow's first packet records it,

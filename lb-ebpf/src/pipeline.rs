@@ -41,7 +41,7 @@ fn run(ctx: &XdpContext) -> Outcome {
             let Some(svc) = service::lookup(&pkt.flow) else {
                 return reply::forward(ctx, &mut pkt);
             };
-            let Some(to) = select::choose(&flow, &svc) else {
+            let Some(to) = select::choose(&flow, &svc, now) else {
                 return Outcome::DropNoBackend;
             };
             to

@@ -25,8 +25,13 @@ pub fn lookup(flow: &FlowKey) -> Option<ServiceInfo> {
         family: flow.family,
     };
     let entry = *unsafe { SERVICES.get(&key) }?;
-    let word = SERVICE_BANKS.get_ptr(entry.id)?;
+    Some(ServiceInfo::new(entry, banks(entry.id)?))
+}
+
+/// The live banks of table id `id` (a service's, or an overflow pool's).
+#[inline(always)]
+pub fn banks(id: u32) -> Option<ServiceBanks> {
+    let word = SERVICE_BANKS.get_ptr(id)?;
     // One 8-byte load: userspace replaces the word with one store.
-    let banks = ServiceBanks::from_word(unsafe { core::ptr::read_volatile(word) });
-    Some(ServiceInfo::new(entry, banks))
+    Some(ServiceBanks::from_word(unsafe { core::ptr::read_volatile(word) }))
 }
