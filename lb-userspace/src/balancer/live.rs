@@ -20,7 +20,7 @@ impl Balancer {
                 b.weight
             )));
         }
-        svc.backends.push(BackendConfig { address: addr.ip(), port: addr.port(), weight });
+        svc.backends.push(BackendConfig::primary(addr.ip(), addr.port(), weight));
         self.apply_edit(format!("adding backend {addr} to service {service:?}"), desired)
     }
 

@@ -32,7 +32,7 @@ use std::{
 use lb_common::{ServiceInfo, ServiceKey};
 
 use crate::{
-    config::{Config, ServiceConfig, SessionsConfig},
+    config::{Config, Pool, ServiceConfig, SessionsConfig},
     dataplane::{Dataplane, DataplaneError},
 };
 
@@ -57,6 +57,11 @@ pub struct BackendState {
     /// Set while draining: out of the table and the in-service list (no new flows), UP flag
     /// kept (its sessions go on) until it has no sessions left or the timeout passes.
     pub drain: Option<Drain>,
+    /// Overflow backends (issue 13) have an id and a BACKENDS entry, so the overflow table can
+    /// name them later, but are never in the primary table or in-service list: while the
+    /// shunt is closed they get no flows (`crate::policy` decides when they may).
+    #[serde(skip_serializing_if = "Pool::is_primary")]
+    pub pool: Pool,
 }
 
 #[derive(Clone, Copy, Debug, serde::Serialize)]
@@ -67,9 +72,9 @@ pub struct Drain {
 }
 
 impl BackendState {
-    /// Whether the server index table names it.
+    /// Whether the server index table names it: a primary backend that is not draining.
     pub fn in_table(&self) -> bool {
-        self.drain.is_none()
+        self.drain.is_none() && self.pool == Pool::Primary
     }
 
     /// Whether a second choice may pick it.

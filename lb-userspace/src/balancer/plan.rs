@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use lb_common::{MAX_BACKENDS, MAX_SERVICES, ServiceInfo};
 
 use super::{BackendState, InitialHealth, LiveError, ServiceState, ids::Ids, service_key};
-use crate::config::{Config, ServiceConfig};
+use crate::config::{BackendConfig, Config, ServiceConfig};
 
 #[derive(Debug)]
 pub(super) struct Plan {
@@ -100,8 +100,8 @@ fn changed(
         .map(|bc| {
             let addr = SocketAddr::new(bc.address, bc.port);
             match old.backends.iter().find(|b| b.addr == addr) {
-                Some(b) => Ok(BackendState { weight: bc.weight, ..b.clone() }),
-                None => fresh_backend(addr, bc.weight, ids, initial),
+                Some(b) => Ok(BackendState { weight: bc.weight, pool: bc.pool, ..b.clone() }),
+                None => fresh_backend(addr, bc, ids, initial),
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -128,7 +128,7 @@ fn fresh(new: &ServiceConfig, ids: &mut Ids, initial: InitialHealth) -> Result<S
     let backends = new
         .backends
         .iter()
-        .map(|bc| fresh_backend(SocketAddr::new(bc.address, bc.port), bc.weight, ids, initial))
+        .map(|bc| fresh_backend(SocketAddr::new(bc.address, bc.port), bc, ids, initial))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(ServiceState {
         config: new.clone(),
@@ -141,7 +141,7 @@ fn fresh(new: &ServiceConfig, ids: &mut Ids, initial: InitialHealth) -> Result<S
 /// A new backend: down until its health check passes (as at start), unless `initial` says up.
 fn fresh_backend(
     addr: SocketAddr,
-    weight: u32,
+    config: &BackendConfig,
     ids: &mut Ids,
     initial: InitialHealth,
 ) -> Result<BackendState, LiveError> {
@@ -151,7 +151,15 @@ fn fresh_backend(
              services (draining ones included); remove some first, or make this change in two steps"
         ))
     })?;
-    Ok(BackendState { id, addr, weight, up: initial == InitialHealth::Up, generation, drain: None })
+    Ok(BackendState {
+        id,
+        addr,
+        weight: config.weight,
+        up: initial == InitialHealth::Up,
+        generation,
+        drain: None,
+        pool: config.pool,
+    })
 }
 
 fn down_note(initial: InitialHealth) -> &'static str {
@@ -192,6 +200,25 @@ fn describe(old: &ServiceState, next: &ServiceState) -> Vec<String> {
             )),
             Some(_) => {}
         }
+        match old.backends.iter().find(|ob| ob.id == b.id) {
+            Some(ob) if ob.pool != b.pool => lines.push(format!(
+                "service {name}: backend {} pool {} -> {}",
+                b.addr,
+                ob.pool.as_str(),
+                b.pool.as_str()
+            )),
+            _ => {}
+        }
+    }
+    let quota_of = |c: &ServiceConfig, addr| c.backends.iter().find(|bc| SocketAddr::new(bc.address, bc.port) == addr).map(|bc| bc.quota);
+    for b in next.backends.iter().filter(|b| quota_of(o, b.addr).is_some_and(|q| Some(q) != quota_of(n, b.addr))) {
+        lines.push(format!("service {name}: backend {} quotas changed", b.addr));
+    }
+    if o.shunt != n.shunt {
+        lines.push(format!("service {name}: shunt settings changed"));
+    }
+    if o.load_alerts != n.load_alerts {
+        lines.push(format!("service {name}: load alert thresholds changed"));
     }
     for ob in old.backends.iter().filter(|ob| !next.backends.iter().any(|b| b.id == ob.id)) {
         let was = if ob.drain.is_some() { " (was draining)" } else { "" };

@@ -103,7 +103,7 @@ struct Location {
 }
 
 /// Finds the field path at `offset` by replaying the table headers above it. Best effort: it
-/// understands the `[[service]]`, `[service.health]`, `[[service.backend]]` layout the docs use;
+/// understands the `[[service]]`, `[service.health]` (and other `[service.X]`), `[[service.backend]]` layout the docs use;
 /// for anything else the line and column still point at the spot.
 fn locate(text: &str, offset: usize) -> Location {
     let mut offset = offset.min(text.len());
@@ -135,7 +135,10 @@ fn locate(text: &str, offset: usize) -> Location {
                     backend.unwrap_or(0)
                 )
             }
-            ("service.health", false) => format!("service[{}].health", service.unwrap_or(0)),
+            // [service.health], [service.shunt], [service.load_alerts]
+            (name, false) if name.starts_with("service.") => {
+                format!("service[{}].{}", service.unwrap_or(0), &name["service.".len()..])
+            }
             (name, _) => name.to_string(),
         };
     }

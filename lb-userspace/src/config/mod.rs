@@ -8,10 +8,14 @@
 
 mod error;
 mod schema;
+mod shunt;
 mod validate;
+mod validate_shunt;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod shunt_tests;
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -20,6 +24,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use error::ConfigError;
+pub use shunt::{LoadAlertsConfig, Metric, Pool, Quota, ShuntConfig, ShuntRule, ShuntWindow, Threshold};
 
 /// Health check defaults, used field by field when `[service.health]` leaves one out.
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_millis(2000);
@@ -83,6 +88,11 @@ pub struct ServiceConfig {
     #[serde(rename = "drain_timeout", serialize_with = "as_secs")]
     pub drain_timeout: Duration,
     pub health: HealthConfig,
+    /// `[service.shunt]`: present iff the service has overflow backends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shunt: Option<ShuntConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_alerts: Option<LoadAlertsConfig>,
     #[serde(rename = "backend")]
     pub backends: Vec<BackendConfig>,
 }
@@ -252,8 +262,20 @@ impl HealthKind {
 pub struct BackendConfig {
     pub address: IpAddr,
     pub port: u16,
-    /// Share of the service's traffic relative to its siblings, 1..=MAX_WEIGHT.
+    /// Share of the service's traffic relative to its siblings, 1..=MAX_WEIGHT (of the
+    /// overflow pool's table for an overflow backend).
     pub weight: u32,
+    #[serde(skip_serializing_if = "Pool::is_primary")]
+    pub pool: Pool,
+    #[serde(flatten)]
+    pub quota: Quota,
+}
+
+impl BackendConfig {
+    /// A primary backend without quotas (what `lb backend add` adds).
+    pub fn primary(address: IpAddr, port: u16, weight: u32) -> Self {
+        BackendConfig { address, port, weight, pool: Pool::Primary, quota: Quota::default() }
+    }
 }
 
 impl Config {

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::{Forwarding, HashKey, HealthKind, Protocol};
+use super::{Forwarding, HashKey, HealthKind, Metric, Pool, Protocol};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +37,8 @@ pub(super) struct RawService {
     /// Seconds.
     pub drain_timeout: Option<i64>,
     pub health: Option<RawHealth>,
+    pub shunt: Option<RawShunt>,
+    pub load_alerts: Option<RawLoadAlerts>,
     #[serde(default)]
     pub backend: Vec<RawBackend>,
 }
@@ -68,4 +70,52 @@ pub(super) struct RawBackend {
     /// Defaults to the service port.
     pub port: Option<i64>,
     pub weight: Option<i64>,
+    pub pool: Option<Pool>,
+    pub max_new_sessions_per_sec: Option<i64>,
+    pub max_sessions: Option<i64>,
+    pub max_bytes_per_sec: Option<i64>,
+}
+
+/// `[service.shunt]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawShunt {
+    #[serde(default)]
+    pub enter: Vec<RawRule>,
+    #[serde(default)]
+    pub exit: Vec<RawRule>,
+    pub min_open_secs: Option<i64>,
+    pub drain_timeout: Option<i64>,
+    #[serde(default)]
+    pub windows: Vec<RawWindow>,
+    pub on_open: Option<Vec<String>>,
+    pub on_close: Option<Vec<String>>,
+}
+
+/// `{ metric = "...", above = N, for_secs = S }` (or `below`): `validate` wants exactly one
+/// side.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    pub metric: Metric,
+    pub above: Option<i64>,
+    pub below: Option<i64>,
+    pub for_secs: i64,
+}
+
+/// RFC 3339 times as written; `validate` parses them so the error can name the window.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWindow {
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLoadAlerts {
+    pub new_sessions_per_sec: Option<i64>,
+    pub active_sessions: Option<i64>,
+    pub bytes_per_sec: Option<i64>,
+    pub quota_percent: Option<i64>,
 }

@@ -94,7 +94,9 @@ fn defaults_are_applied() {
         vec![BackendConfig {
             address: ip("10.0.1.11"),
             port: 80,
-            weight: 1
+            weight: 1,
+            pool: Pool::Primary,
+            quota: Quota::default(),
         }]
     );
 }

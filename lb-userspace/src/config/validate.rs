@@ -12,6 +12,7 @@ use lb_common::{
 
 use super::schema::{RawBackend, RawConfig, RawHealth, RawScheduler, RawService, RawSessions};
 use super::*;
+use super::validate_shunt;
 use crate::hashing::{DEFAULT_RING_POINTS, MAX_RING_POINTS};
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -162,6 +163,7 @@ fn service(i: usize, rs: RawService) -> Result<ServiceConfig> {
     let backends = backends(&at, vip, port, forwarding, rs.backend)?;
     let table_size = table_size(&at, rs.table_size, backends.len())?;
     let scheduler = scheduler(&at, rs.scheduler, rs.ring_points, &backends)?;
+    let drain_timeout = drain_timeout(&at, rs.drain_timeout)?;
     Ok(ServiceConfig {
         name: rs.name,
         vip,
@@ -171,8 +173,10 @@ fn service(i: usize, rs: RawService) -> Result<ServiceConfig> {
         hash_key: rs.hash_key.unwrap_or_default(),
         table_size,
         scheduler,
-        drain_timeout: drain_timeout(&at, rs.drain_timeout)?,
+        drain_timeout,
         health: health(&format!("{at}: health"), rs.health.unwrap_or_default())?,
+        shunt: validate_shunt::shunt(&at, rs.shunt, &backends, drain_timeout)?,
+        load_alerts: validate_shunt::load_alerts(&at, rs.load_alerts)?,
         backends,
     })
 }
@@ -201,7 +205,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// A unicast address: packets for 0.0.0.0 or a multicast group cannot be balanced or forwarded.
-fn address(at: &str, field: &str, text: &str) -> Result<IpAddr> {
+pub(super) fn address(at: &str, field: &str, text: &str) -> Result<IpAddr> {
     let addr: IpAddr = text.parse().map_err(|_| {
         ConfigError::invalid(
             at,
@@ -218,7 +222,7 @@ fn address(at: &str, field: &str, text: &str) -> Result<IpAddr> {
 }
 
 /// `value` if it lies in lo..=hi, converted to the field's type.
-fn ranged<T: TryFrom<i64>>(at: &str, field: &str, value: i64, lo: i64, hi: i64) -> Result<T> {
+pub(super) fn ranged<T: TryFrom<i64>>(at: &str, field: &str, value: i64, lo: i64, hi: i64) -> Result<T> {
     let err = || ConfigError::invalid(at, format!("{field} {value} must be {lo}..={hi}"));
     if !(lo..=hi).contains(&value) {
         return Err(err());
@@ -296,12 +300,14 @@ fn backends(
             address,
             port,
             weight,
+            pool: rb.pool.unwrap_or_default(),
+            quota: validate_shunt::quota(&here, &rb)?,
         });
     }
     Ok(out)
 }
 
-fn endpoint(address: IpAddr, port: i64) -> String {
+pub(super) fn endpoint(address: IpAddr, port: i64) -> String {
     match address {
         IpAddr::V4(a) => format!("{a}:{port}"),
         IpAddr::V6(a) => format!("[{a}]:{port}"),

@@ -169,3 +169,29 @@ fn running_out_of_backend_ids_is_refused() {
     let swap = config(&[("web", "10.200.100.1", &[(B, 1)])]);
     assert!(plan(&running, &swap, &ids, InitialHealth::Up).is_ok());
 }
+
+/// Overflow backends (issue 13) get ids like any backend, but never enter the primary table or
+/// the in-service list: while the shunt is closed they must get no flows.
+#[test]
+fn overflow_backends_stay_out_of_the_primary_table_and_in_service_list() {
+    let text = "[[service]]\nname = \"web\"\nvip = \"10.200.100.1\"\nport = 80\nprotocol = \"tcp\"\nforwarding = \"nat\"\ntable_size = 97\n\
+                [service.shunt]\n\
+                [[service.backend]]\naddress = \"10.200.3.11\"\nport = 8080\n\
+                [[service.backend]]\naddress = \"10.200.3.12\"\nport = 8080\npool = \"overflow\"\n";
+    let c = Config::parse(text).expect("valid test config");
+    let (running, ids) = start(&c, InitialHealth::Up);
+    let web = &running[0];
+    assert_eq!(ids_of(web), [(addr(A), 0, 1), (addr(B), 1, 1)]);
+    let overflow = &web.backends[1];
+    assert!(overflow.up && !overflow.in_table() && !overflow.in_service());
+    let table = crate::balancer::build_table(web);
+    assert_eq!(table.len(), 97);
+    assert!(table.iter().all(|&id| id == 0), "only the primary backend owns slots: {table:?}");
+    assert_eq!(crate::balancer::in_service_ids(web), [0]);
+
+    // Moving a backend between pools is a change of table, described as such.
+    let moved = Config::parse(&text.replace("pool = \"overflow\"", "").replace("[service.shunt]\n", "")).expect("valid");
+    let p = plan(&running, &moved, &ids, InitialHealth::Up).unwrap();
+    assert!(p.changed[0].backends[1].in_table());
+    assert_eq!(p.summary, ["service web: backend 10.200.3.12:8080 pool overflow -> primary", "service web: shunt settings changed"]);
+}
