@@ -18,11 +18,12 @@ mod live;
 mod plan;
 mod publish;
 mod reconcile;
+mod shunt;
 
 pub use addr::{flow_key, ip_raw, service_key};
 pub use error::LiveError;
 pub use explain::{Explanation, SessionView};
-pub use publish::{build_table, in_service_ids};
+pub use publish::{build_pool_table, build_table, in_service_ids, pool_in_service_ids};
 
 use std::{
     net::SocketAddr,
@@ -32,7 +33,7 @@ use std::{
 use lb_common::{ServiceInfo, ServiceKey};
 
 use crate::{
-    config::{Config, Pool, ServiceConfig, SessionsConfig},
+    config::{Config, Pool, Quota, ServiceConfig, SessionsConfig},
     dataplane::{Dataplane, DataplaneError},
 };
 
@@ -62,6 +63,16 @@ pub struct BackendState {
     /// shunt is closed they get no flows (`crate::policy` decides when they may).
     #[serde(skip_serializing_if = "Pool::is_primary")]
     pub pool: Pool,
+    /// Its quotas, from the config: the data plane paces its new sessions
+    /// (`max_new_sessions_per_sec`); the control plane sets `full` for the others.
+    #[serde(skip_serializing_if = "Quota::is_empty")]
+    pub quota: Quota,
+    /// An overflow backend the shunt has opened: in the pool's table, it takes the new flows
+    /// the primary pool has no room for (`crate::policy` decides).
+    pub open: bool,
+    /// Measured at its `max_sessions` or `max_bytes_per_sec`: it takes no new flow while another
+    /// choice has room.
+    pub full: bool,
 }
 
 #[derive(Clone, Copy, Debug, serde::Serialize)]
@@ -81,6 +92,16 @@ impl BackendState {
     pub fn in_service(&self) -> bool {
         self.up && self.in_table()
     }
+
+    /// Whether the overflow pool's table names it: an open overflow backend, not draining.
+    pub fn in_pool_table(&self) -> bool {
+        self.pool == Pool::Overflow && self.open && self.drain.is_none()
+    }
+
+    /// Whether a spilled flow may go to it past the pool table's choice.
+    pub fn in_pool_service(&self) -> bool {
+        self.up && self.in_pool_table()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -89,6 +110,8 @@ pub struct ServiceState {
     pub key: ServiceKey,
     /// What SERVICES and SERVICE_BANKS hold for this service right now.
     pub info: ServiceInfo,
+    /// The overflow pool's table (its own id and banks), for a service with overflow backends.
+    pub pool: Option<ServiceInfo>,
     /// In the order of `config.backends`.
     pub backends: Vec<BackendState>,
 }

@@ -57,6 +57,9 @@ pub(super) fn plan(
             None => plan.summary.push(format!("service {name}: removed")),
         }
         plan.ids.put_service(old.info.id);
+        if let Some(pool) = old.pool {
+            plan.ids.put_service(pool.id);
+        }
         for b in &old.backends {
             plan.ids.put_backend(b.id);
         }
@@ -100,7 +103,7 @@ fn changed(
         .map(|bc| {
             let addr = SocketAddr::new(bc.address, bc.port);
             match old.backends.iter().find(|b| b.addr == addr) {
-                Some(b) => Ok(BackendState { weight: bc.weight, pool: bc.pool, ..b.clone() }),
+                Some(b) => Ok(BackendState { weight: bc.weight, pool: bc.pool, quota: bc.quota, ..b.clone() }),
                 None => fresh_backend(addr, bc, ids, initial),
             }
         })
@@ -115,7 +118,31 @@ fn changed(
             new.name, new.name
         )));
     }
-    Ok(ServiceState { config: new.clone(), backends, ..old.clone() })
+    let pool = match (old.pool, has_overflow(new)) {
+        (Some(pool), true) => Some(pool),
+        (None, true) => Some(ServiceInfo { id: take_pool_id(new, ids)?, ..Default::default() }),
+        (Some(pool), false) => {
+            ids.put_service(pool.id);
+            None
+        }
+        (None, false) => None,
+    };
+    Ok(ServiceState { config: new.clone(), backends, pool, ..old.clone() })
+}
+
+fn has_overflow(svc: &ServiceConfig) -> bool {
+    svc.backends.iter().any(|b| !b.pool.is_primary())
+}
+
+/// An id for a service's overflow pool table: it comes from the service ids (each has banks).
+fn take_pool_id(svc: &ServiceConfig, ids: &mut Ids) -> Result<u32, LiveError> {
+    ids.take_service().ok_or_else(|| {
+        LiveError::Refused(format!(
+            "no free service id for the overflow pool of service {}: the data plane holds at most \
+             {MAX_SERVICES} tables, and a service with overflow backends takes two; remove a service first",
+            svc.name
+        ))
+    })
 }
 
 /// A service that is not in SERVICES yet, with fresh ids for it and its backends.
@@ -130,10 +157,12 @@ fn fresh(new: &ServiceConfig, ids: &mut Ids, initial: InitialHealth) -> Result<S
         .iter()
         .map(|bc| fresh_backend(SocketAddr::new(bc.address, bc.port), bc, ids, initial))
         .collect::<Result<Vec<_>, _>>()?;
+    let pool = if has_overflow(new) { Some(ServiceInfo { id: take_pool_id(new, ids)?, ..Default::default() }) } else { None };
     Ok(ServiceState {
         config: new.clone(),
         key: service_key(new),
         info: ServiceInfo { id, ..Default::default() },
+        pool,
         backends,
     })
 }
@@ -159,6 +188,9 @@ fn fresh_backend(
         generation,
         drain: None,
         pool: config.pool,
+        quota: config.quota,
+        open: false,
+        full: false,
     })
 }
 

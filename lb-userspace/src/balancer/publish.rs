@@ -1,7 +1,10 @@
 //! The one path from a service's state to its map entries, and the one place its tables are
 //! built.
 
-use lb_common::{BACKEND_F_UP, Backend, Endpoint, NatVip, SERVICE_F_NAT, ServiceInfo, port_raw};
+use lb_common::{
+    BACKEND_F_FULL, BACKEND_F_PACED, BACKEND_F_UP, Backend, Endpoint, NatVip, NewSessionQuota, SERVICE_F_NAT,
+    SERVICE_F_OVERFLOW, ServiceInfo, port_raw,
+};
 
 use super::{BackendState, ServiceState, ip_raw};
 use crate::{
@@ -10,23 +13,41 @@ use crate::{
     hashing::{self, TableBackend},
 };
 
-/// The service's server index table: slot -> backend id, over the backends that take new
-/// flows (not draining), by weight, with the service's scheduler (Maglev or ring). Backends are
-/// placed by address, so a backend keeps its slots whatever id it has.
+/// The service's server index table: slot -> backend id, over the primary backends that take
+/// new flows (not draining), by weight, with the service's scheduler (Maglev or ring). Backends
+/// are placed by address, so a backend keeps its slots whatever id it has.
 pub fn build_table(svc: &ServiceState) -> Vec<u32> {
-    let members: Vec<TableBackend> = svc
-        .backends
-        .iter()
-        .filter(|b| b.in_table())
-        .map(|b| TableBackend { id: b.id, weight: b.weight, name: b.addr.to_string() })
-        .collect();
-    hashing::build_table(&svc.config.scheduler(), &members, svc.config.table_size)
+    table_of(svc, BackendState::in_table)
 }
 
 /// The service's in-service list: backends a second choice may pick (healthy, not draining),
 /// in the service's order. `explain` reads the same list.
 pub fn in_service_ids(svc: &ServiceState) -> Vec<u32> {
     svc.backends.iter().filter(|b| b.in_service()).map(|b| b.id).collect()
+}
+
+/// The overflow pool's table, like `build_table` over its open backends; empty (no slots) while
+/// none is open.
+pub fn build_pool_table(svc: &ServiceState) -> Vec<u32> {
+    if !svc.backends.iter().any(BackendState::in_pool_table) {
+        return Vec::new();
+    }
+    table_of(svc, BackendState::in_pool_table)
+}
+
+/// The overflow pool's in-service list: open overflow backends that are healthy.
+pub fn pool_in_service_ids(svc: &ServiceState) -> Vec<u32> {
+    svc.backends.iter().filter(|b| b.in_pool_service()).map(|b| b.id).collect()
+}
+
+fn table_of(svc: &ServiceState, member: impl Fn(&BackendState) -> bool) -> Vec<u32> {
+    let members: Vec<TableBackend> = svc
+        .backends
+        .iter()
+        .filter(|b| member(b))
+        .map(|b| TableBackend { id: b.id, weight: b.weight, name: b.addr.to_string() })
+        .collect();
+    hashing::build_table(&svc.config.scheduler(), &members, svc.config.table_size)
 }
 
 /// SERVICE_F_* and HASH_* bits of a service.
@@ -36,15 +57,31 @@ fn service_flags(cfg: &ServiceConfig) -> u32 {
 }
 
 /// The BACKENDS entry of a backend: UP while it is healthy (draining ones included, so their
-/// sessions go on).
+/// sessions go on), PACED with a new-session quota, FULL while measured at another quota.
 pub(super) fn backend_entry(b: &BackendState) -> Backend {
     let (addr, family) = ip_raw(b.addr.ip());
-    Backend {
-        addr,
-        port: port_raw(b.addr.port()),
-        family,
-        flags: if b.up { BACKEND_F_UP } else { 0 },
-        generation: b.generation,
+    let up = if b.up { BACKEND_F_UP } else { 0 };
+    let paced = if new_session_quota(b).is_set() { BACKEND_F_PACED } else { 0 };
+    let full = if b.full { BACKEND_F_FULL } else { 0 };
+    Backend { addr, port: port_raw(b.addr.port()), family, flags: up | paced | full, generation: b.generation }
+}
+
+fn new_session_quota(b: &BackendState) -> NewSessionQuota {
+    NewSessionQuota::per_second(b.quota.max_new_sessions_per_sec.unwrap_or(0))
+}
+
+/// Writes a backend's quota and BACKENDS entry, quota first when it gains one (the PACED flag
+/// must find it), entry first when it loses it. `up` is the UP flag to write (`set_health`
+/// orders its own changes of it).
+fn write_backend(dp: &mut Dataplane, b: &BackendState, up: bool) -> Result<(), DataplaneError> {
+    let quota = new_session_quota(b);
+    let entry = backend_entry(&BackendState { up, ..b.clone() });
+    if quota.is_set() {
+        dp.set_new_session_quota(b.id, &quota)?;
+        dp.set_backend(b.id, &entry)
+    } else {
+        dp.set_backend(b.id, &entry)?;
+        dp.set_new_session_quota(b.id, &quota)
     }
 }
 
@@ -81,40 +118,42 @@ pub(super) fn publish(
     prev: Option<&ServiceState>,
     next: &mut ServiceState,
 ) -> Result<(), DataplaneError> {
-    let had = |id: u32| prev.is_some_and(|p| p.backends.iter().any(|b| b.id == id));
-    for b in next.backends.iter().filter(|b| !had(b.id)) {
-        dp.reset_backend_counters(b.id)?;
-        dp.set_backend(b.id, &backend_entry(b))?;
+    let before = |id: u32| prev.and_then(|p| p.backends.iter().find(|b| b.id == id));
+    for b in &next.backends {
+        match before(b.id) {
+            None => {
+                dp.reset_backend_counters(b.id)?;
+                write_backend(dp, b, b.up)?;
+            }
+            // Quotas or the full mark changed: rewritten with the UP flag it had.
+            Some(old) if backend_entry(&BackendState { up: old.up, ..b.clone() }) != backend_entry(old)
+                || new_session_quota(old) != new_session_quota(b) =>
+            {
+                write_backend(dp, b, old.up)?
+            }
+            Some(_) => {}
+        }
     }
     let (old_replies, new_replies) = (prev.map(nat_replies).unwrap_or_default(), nat_replies(next));
     for (backend, vip) in new_replies.iter().filter(|r| !old_replies.contains(r)) {
         dp.add_nat_reply(backend, *vip)?;
     }
 
-    let table = build_table(next);
-    let listed = in_service_ids(next);
-    let mut info = ServiceInfo {
-        flags: service_flags(&next.config),
-        table_size: table.len() as u32,
-        ..next.info
-    };
-    let (table_changed, list_changed) = match prev {
-        None => (true, true),
-        Some(p) => (table != build_table(p), listed != in_service_ids(p)),
-    };
-    if table_changed {
-        if let Some(p) = prev {
-            info.lookup_bank = 1 - p.info.lookup_bank;
+    // The overflow pool's table first: the service's entry may be about to name it.
+    let prev_pool = prev.and_then(|p| p.pool.map(|info| (info, build_pool_table(p), pool_in_service_ids(p))));
+    if let Some(pool) = next.pool {
+        let prev_pool = prev_pool.as_ref().filter(|(info, _, _)| info.id == pool.id);
+        let info = stage(dp, prev_pool, pool, build_pool_table(next), pool_in_service_ids(next))?;
+        if prev_pool.map(|(p, _, _)| *p) != Some(info) {
+            dp.set_pool(&info)?;
         }
-        dp.write_lookup(info.id, info.lookup_bank, &table)?;
+        next.pool = Some(info);
     }
-    if list_changed {
-        if let Some(p) = prev {
-            info.in_service_bank = 1 - p.info.in_service_bank;
-        }
-        dp.write_in_service(info.id, info.in_service_bank, &listed)?;
-        info.in_service_count = listed.len() as u32;
-    }
+
+    let flags = service_flags(&next.config) | if next.pool.is_some() { SERVICE_F_OVERFLOW } else { 0 };
+    let base = ServiceInfo { flags, overflow_id: next.pool.map_or(0, |p| p.id), ..next.info };
+    let prev_service = prev.map(|p| (p.info, build_table(p), in_service_ids(p)));
+    let info = stage(dp, prev_service.as_ref(), base, build_table(next), in_service_ids(next))?;
     if prev.is_none() {
         dp.reset_service_counters(info.id)?;
     }
@@ -122,6 +161,10 @@ pub(super) fn publish(
         dp.set_service(&next.key, &info)?;
     }
     next.info = info;
+    // A pool the service no longer names (or names under another id) retires.
+    if let Some((old, _, _)) = prev_pool.filter(|(old, _, _)| next.pool.map(|p| p.id) != Some(old.id)) {
+        dp.remove_pool(old.id);
+    }
 
     if let Some(p) = prev {
         let kept = |id: u32| next.backends.iter().any(|b| b.id == id);
@@ -135,10 +178,47 @@ pub(super) fn publish(
     Ok(())
 }
 
+/// Writes a table and an in-service list into the banks `prev` (its live info, table and list)
+/// does not use, where they changed, and returns the info naming the banks to flip to (sizes
+/// included). `base` carries the id and flags; with no `prev` (a new table) bank 0 is written.
+fn stage(
+    dp: &mut Dataplane,
+    prev: Option<&(ServiceInfo, Vec<u32>, Vec<u32>)>,
+    base: ServiceInfo,
+    table: Vec<u32>,
+    listed: Vec<u32>,
+) -> Result<ServiceInfo, DataplaneError> {
+    let mut info = ServiceInfo { table_size: table.len() as u32, ..base };
+    let (table_changed, list_changed) = match prev {
+        None => (true, true),
+        Some((_, t, l)) => (table != *t, listed != *l),
+    };
+    if table_changed {
+        if let Some((p, _, _)) = prev {
+            info.lookup_bank = 1 - p.lookup_bank;
+        }
+        if !table.is_empty() {
+            dp.write_lookup(info.id, info.lookup_bank, &table)?;
+        }
+    }
+    if list_changed {
+        if let Some((p, _, _)) = prev {
+            info.in_service_bank = 1 - p.in_service_bank;
+        }
+        dp.write_in_service(info.id, info.in_service_bank, &listed)?;
+        info.in_service_count = listed.len() as u32;
+    }
+    Ok(info)
+}
+
 /// Takes a service out of SERVICES (packets to it pass from now on), then drops the UP flag of
-/// each of its backends and their NAT reply entries. The caller frees the ids.
+/// each of its backends and their NAT reply entries, and retires its pool table. The caller
+/// frees the ids.
 pub(super) fn withdraw(dp: &mut Dataplane, svc: &ServiceState) -> Result<(), DataplaneError> {
     dp.remove_service(&svc.key)?;
+    if let Some(pool) = svc.pool {
+        dp.remove_pool(pool.id);
+    }
     for b in &svc.backends {
         dp.set_backend(b.id, &Backend { flags: 0, ..backend_entry(b) })?;
     }

@@ -8,7 +8,14 @@ use lb_common::{ServiceInfo, ServiceKey};
 
 use super::grace::Epoch;
 
-/// One bank of one service: (service id, bank).
+/// Whose banks: a service's (by its key), or the overflow pool table with this id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum Owner {
+    Service(ServiceKey),
+    Pool(u32),
+}
+
+/// One bank of one table: (service or pool id, bank).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Bank {
     Lookup(u32, u32),
@@ -17,8 +24,9 @@ pub(super) enum Bank {
 
 #[derive(Default)]
 pub(super) struct Banks {
-    /// The live definition of each service (its SERVICES entry and SERVICE_BANKS word).
-    live: HashMap<ServiceKey, ServiceInfo>,
+    /// The live definition of each service (its SERVICES entry and SERVICE_BANKS word) and
+    /// of each overflow pool table (its SERVICE_BANKS word).
+    live: HashMap<Owner, ServiceInfo>,
     /// Banks that were live, with the grace epoch read when they stopped being live.
     retired: HashMap<Bank, Epoch>,
 }
@@ -28,9 +36,9 @@ fn banks_of(info: &ServiceInfo) -> [Bank; 2] {
 }
 
 impl Banks {
-    /// The service at `key` is now `info`: the banks its previous version used and `info` does
-    /// not are retired at `now`.
-    pub(super) fn set(&mut self, key: ServiceKey, info: ServiceInfo, now: Epoch) {
+    /// The service or pool `key` is now `info`: the banks its previous version used and `info`
+    /// does not are retired at `now`.
+    pub(super) fn set(&mut self, key: Owner, info: ServiceInfo, now: Epoch) {
         if let Some(old) = self.live.insert(key, info) {
             let kept = banks_of(&info);
             for bank in banks_of(&old).into_iter().filter(|b| !kept.contains(b)) {
@@ -39,8 +47,9 @@ impl Banks {
         }
     }
 
-    /// The service at `key` is gone: its banks are retired at `now` (its id may serve another service).
-    pub(super) fn remove(&mut self, key: &ServiceKey, now: Epoch) {
+    /// The service or pool `key` is gone: its banks are retired at `now` (its id may serve
+    /// another service).
+    pub(super) fn remove(&mut self, key: &Owner, now: Epoch) {
         if let Some(old) = self.live.remove(key) {
             for bank in banks_of(&old) {
                 self.retired.insert(bank, now);
@@ -48,8 +57,8 @@ impl Banks {
         }
     }
 
-    /// What is live at `key`, if the service exists.
-    pub(super) fn live(&self, key: &ServiceKey) -> Option<ServiceInfo> {
+    /// What is live at `key`, if the service or pool exists.
+    pub(super) fn live(&self, key: &Owner) -> Option<ServiceInfo> {
         self.live.get(key).copied()
     }
 
@@ -68,8 +77,8 @@ mod tests {
         ServiceInfo { id, lookup_bank, in_service_bank, ..Default::default() }
     }
 
-    fn key(port: u16) -> ServiceKey {
-        ServiceKey { port, ..Default::default() }
+    fn key(port: u16) -> Owner {
+        Owner::Service(ServiceKey { port, ..Default::default() })
     }
 
     #[test]
@@ -94,5 +103,18 @@ mod tests {
         assert_eq!(b.take_retired(Bank::InService(7, 0)), Some(2));
         b.remove(&key(80), 3);
         assert_eq!(b.take_retired(Bank::Lookup(7, 1)), None, "nothing was live any more");
+    }
+
+    #[test]
+    fn a_pool_table_is_tracked_apart_from_services() {
+        let mut b = Banks::default();
+        b.set(key(80), info(1, 0, 0), 0);
+        b.set(Owner::Pool(2), info(2, 0, 0), 0);
+        b.set(Owner::Pool(2), info(2, 1, 1), 4);
+        assert_eq!(b.take_retired(Bank::Lookup(2, 0)), Some(4));
+        assert_eq!(b.take_retired(Bank::InService(2, 0)), Some(4));
+        assert_eq!(b.live(&key(80)), Some(info(1, 0, 0)), "the service is untouched");
+        b.remove(&Owner::Pool(2), 6);
+        assert_eq!(b.take_retired(Bank::Lookup(2, 1)), Some(6));
     }
 }

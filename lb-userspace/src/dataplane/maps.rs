@@ -5,11 +5,11 @@ use aya::{
     maps::Map,
 };
 use lb_common::{
-    Backend, FlowKey, MAX_SERVICE_BACKENDS, MAX_TABLE_SIZE, ServiceInfo, ServiceKey,
+    Backend, FlowKey, NewSessionQuota, MAX_SERVICE_BACKENDS, MAX_TABLE_SIZE, ServiceInfo, ServiceKey,
     Session, in_service_index, lookup_index,
 };
 
-use super::{Dataplane, DataplaneError, banks::Bank};
+use super::{Dataplane, DataplaneError, banks::{Bank, Owner}};
 
 /// Takes map `name` out of the object.
 pub(super) fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, DataplaneError> {
@@ -33,7 +33,7 @@ impl Dataplane {
     /// names is one store into SERVICE_BANKS; SERVICES is written only when the service is new
     /// or its id or flags change (a new service's entry comes last: it makes the service exist).
     pub fn set_service(&mut self, key: &ServiceKey, info: &ServiceInfo) -> Result<(), DataplaneError> {
-        let live = self.banks.live(key);
+        let live = self.banks.live(&Owner::Service(*key));
         let entry_changes = live.map(|l| l.entry()) != Some(info.entry());
         if entry_changes {
             // Before the word too: a new service's id may have served a removed service a
@@ -50,7 +50,7 @@ impl Dataplane {
                 self.services_freed = Some(self.grace.epoch());
             }
         }
-        self.banks.set(*key, *info, self.grace.epoch());
+        self.banks.set(Owner::Service(*key), *info, self.grace.epoch());
         Ok(())
     }
 
@@ -58,8 +58,40 @@ impl Dataplane {
         self.services.remove(key).map_err(write("SERVICES"))?;
         let now = self.grace.epoch();
         self.services_freed = Some(now);
-        self.banks.remove(key, now);
+        self.banks.remove(&Owner::Service(*key), now);
         self.service_filter.remove(key)
+    }
+
+    /// Makes `info`'s banks the live overflow pool table with id `info.id` (a service id of
+    /// its own, named by its service's entry): one SERVICE_BANKS store. Call before the
+    /// service's entry first names it.
+    pub fn set_pool(&mut self, info: &ServiceInfo) -> Result<(), DataplaneError> {
+        let owner = Owner::Pool(info.id);
+        let live = self.banks.live(&owner);
+        if live.is_none() {
+            // The id may have served a removed service a moment ago: as for a new service.
+            self.quiesce_services()?;
+        }
+        if live.map(|l| l.banks()) != Some(info.banks()) {
+            self.service_banks.store(info.id, &info.banks());
+        }
+        self.banks.set(owner, *info, self.grace.epoch());
+        Ok(())
+    }
+
+    /// The pool table `id` is no longer named by any entry (its service was removed or lost
+    /// its pool, entry already rewritten): its banks retire, and its id may serve again once
+    /// no run can still be reading it.
+    pub fn remove_pool(&mut self, id: u32) {
+        let now = self.grace.epoch();
+        self.services_freed = Some(now);
+        self.banks.remove(&Owner::Pool(id), now);
+    }
+
+    /// The new-session quota of backend `id` (all zero: none). Written before its BACKENDS
+    /// entry gains BACKEND_F_PACED.
+    pub fn set_new_session_quota(&mut self, id: u32, quota: &NewSessionQuota) -> Result<(), DataplaneError> {
+        self.new_session_quotas.set(id, quota, 0).map_err(write("NEW_SESSION_QUOTAS"))
     }
 
     /// SERVICES is a preallocated hash: replacing or removing an entry hands its element back

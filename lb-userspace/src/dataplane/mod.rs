@@ -28,7 +28,7 @@ use aya::{
     maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray},
     programs::Xdp,
 };
-use lb_common::{Backend, Endpoint, NatReplyVips, ServiceEntry, ServiceKey, TrafficCounters};
+use lb_common::{Backend, Endpoint, NatReplyVips, NewSessionQuota, ServiceEntry, ServiceKey, TrafficCounters};
 
 /// The compiled XDP object (built by build.rs).
 pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp"));
@@ -99,6 +99,7 @@ pub struct Dataplane {
     services_freed: Option<grace::Epoch>,
     in_service: Array<MapData, u32>,
     backends: Array<MapData, Backend>,
+    new_session_quotas: Array<MapData, NewSessionQuota>,
     sessions: session_table::SessionTable,
     nat_reply_map: HashMap<MapData, Endpoint, NatReplyVips>,
     nat_reply_filter: filter::KeyBitmap,
@@ -156,6 +157,7 @@ impl Dataplane {
             services_freed: None,
             in_service: maps::take(&mut ebpf, "IN_SERVICE")?,
             backends: maps::take(&mut ebpf, "BACKENDS")?,
+            new_session_quotas: maps::take(&mut ebpf, "NEW_SESSION_QUOTAS")?,
             sessions: session_table::SessionTable::new(maps::take_map(&mut ebpf, "SESSIONS")?, buckets)?,
             nat_reply_map: maps::take(&mut ebpf, "NAT_REPLIES")?,
             nat_reply_filter: filter::KeyBitmap::new("NAT_REPLY_FILTER", maps::take(&mut ebpf, "NAT_REPLY_FILTER")?),
