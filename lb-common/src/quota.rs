@@ -28,7 +28,9 @@ impl NewSessionQuota {
         if per_sec == 0 {
             return NewSessionQuota { interval_ns: 0, tolerance_ns: 0 };
         }
+        // Above 10^9 a second the pace is 1 ns: as fine as the clock goes.
         let interval_ns = 1_000_000_000 / per_sec as u64;
+        let interval_ns = if interval_ns == 0 { 1 } else { interval_ns };
         let burst = (per_sec as u64 * QUOTA_BURST_PERCENT).div_ceil(100);
         // TAT may be `burst` intervals ahead: burst + 1 flows pass back to back after a pause.
         let burst = if burst == 0 { 1 } else { burst };
@@ -116,6 +118,11 @@ mod tests {
             let in_window = admitted[i..].iter().take_while(|&&u| u < t + 1_000_000_000).count() as u64;
             assert!(in_window <= 100 + burst, "{in_window} admitted in the second from {t}");
         }
+    }
+
+    #[test]
+    fn a_quota_above_the_clocks_resolution_still_paces() {
+        assert!(NewSessionQuota::per_second(u32::MAX).is_set());
     }
 
     #[test]

@@ -33,7 +33,36 @@ use lb_tests::{
     xdp_test_run::run_xdp,
 };
 
-/// The bench's services: service ids 0 (dsr), 1 (nat), 2 (udp) follow this order.
+/// A DSR service with an overflow pool: service id 3 (its pool table takes id 4). Its primary
+/// backend is marked full (`Bench::new`), so every new flow spills; the overflow backends'
+/// new-session quota is far above any rate, so the pace check runs and always admits.
+const SPILL_SERVICE: &str = r#"
+[[service]]
+name = "spill"
+vip = "10.200.99.4"
+port = 80
+protocol = "tcp"
+table_size = 65537
+
+[service.shunt]
+
+[[service.backend]]
+address = "10.200.10.11"
+max_sessions = 1000000
+
+[[service.backend]]
+address = "10.200.10.12"
+pool = "overflow"
+max_new_sessions_per_sec = 1000000000
+
+[[service.backend]]
+address = "10.200.10.13"
+pool = "overflow"
+max_new_sessions_per_sec = 1000000000
+"#;
+
+/// The bench's services: service ids 0 (dsr), 1 (nat), 2 (udp) follow this order; then
+/// SPILL_SERVICE.
 fn services() -> Result<Vec<ServiceConfig>> {
     let service = |name: &str, vip: &str, protocol: &'static str, forwarding: &'static str, port: u16, backend_port: u16, backends: &[&str]| -> Result<ServiceConfig> {
         Ok(ServiceConfig {
@@ -131,8 +160,13 @@ impl Bench {
             p.load()?;
         }
         dp.allow_egress(ingress)?;
-        let config = Config::parse(&format!("[sessions]\ncapacity = {capacity}\n{}", lb_config::render(&services()?)))?;
-        let balancer = Balancer::new(dp, &config, InitialHealth::Up)?;
+        let config = Config::parse(&format!(
+            "[sessions]\ncapacity = {capacity}\n{}{SPILL_SERVICE}",
+            lb_config::render(&services()?)
+        ))?;
+        let mut balancer = Balancer::new(dp, &config, InitialHealth::Up)?;
+        balancer.set_full("spill", "10.200.10.11:80".parse()?, true)?;
+        balancer.set_pool_open("spill", &["10.200.10.12:80".parse()?, "10.200.10.13:80".parse()?])?;
         Ok(Bench { balancer, ingress })
     }
 
@@ -267,6 +301,14 @@ fn main() -> Result<()> {
                new_flow_every_run: false, expect: Outcome::TxToBackend, new_sessions_per_run: Some((1, 0)), katran: KATRAN_ESTABLISHED },
         Case { name: "NAT reply (backend -> client, un-NAT)", frame: reply_frame(nat_backend.addr)?,
                new_flow_every_run: false, expect: Outcome::TxReply, new_sessions_per_run: None, katran: f64::NAN },
+        // Shunting: the primary choice is full, so the flow goes to the overflow pool's table
+        // and its choice's new-session pace (one compare-and-swap). Beside the plain new flow.
+        Case { name: "DSR TCP SYN, new flow that spills (primary full)", frame: tcp_frame(vip(4), 80, true),
+               new_flow_every_run: true, expect: Outcome::TxToBackend, new_sessions_per_run: Some((3, 1)), katran: f64::NAN },
+        Case { name: "DSR TCP SYN, same flow every run, spills", frame: tcp_frame(vip(4), 80, true),
+               new_flow_every_run: false, expect: Outcome::TxToBackend, new_sessions_per_run: Some((3, 1)), katran: f64::NAN },
+        Case { name: "DSR TCP established of a spilled flow", frame: tcp_frame(vip(4), 80, false),
+               new_flow_every_run: false, expect: Outcome::TxToBackend, new_sessions_per_run: Some((3, 0)), katran: f64::NAN },
         Case { name: "UDP DSR established", frame: udp_frame(vip(3), 53),
                new_flow_every_run: false, expect: Outcome::TxToBackend, new_sessions_per_run: Some((2, 0)), katran: KATRAN_UDP },
     ];
