@@ -48,9 +48,11 @@ impl Daemon {
 
     pub fn on_health(&mut self, ev: HealthEvent) -> Result<(), DataplaneError> {
         let up = ev.health == Health::Up;
+        // How long the event waited for the loop (`cargo xtask bench` reads it).
+        let queued_us = ev.sent.elapsed().as_micros() as u64;
         if self.balancer.set_health(&ev.service, ev.backend, up)? {
             tracing::info!(service = %ev.service, backend = %ev.backend,
-                state = if up { "up" } else { "down" }, detail = %ev.detail, "backend health changed");
+                state = if up { "up" } else { "down" }, detail = %ev.detail, queued_us, "backend health changed");
         }
         Ok(())
     }

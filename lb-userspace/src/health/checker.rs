@@ -65,6 +65,7 @@ pub fn spawn_checker(
                 health,
                 check: checks,
                 detail: detail(health, &cfg, &result),
+                sent: std::time::Instant::now(),
             };
             if events.send(event).is_err() {
                 // Nobody listens any more: the daemon is shutting down.
