@@ -74,11 +74,11 @@ fn services(x: &mut Exposition, status: &Status) {
         "Always 1 per service; labels: its vip, port, protocol, forwarding and hash key.",
     );
     for s in &status.services {
-        let port = s.port.to_string();
+        let (vip, port) = (s.vip.to_string(), s.port.to_string());
         f.sample(
             &[
                 ("service", &s.name),
-                ("vip", &s.vip),
+                ("vip", &vip),
                 ("port", &port),
                 ("protocol", &s.protocol),
                 ("forwarding", &s.forwarding),

@@ -13,7 +13,7 @@ mod exposition;
 mod families;
 pub mod http;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use exposition::{CONTENT_TYPE, Kind, Sample, Scrape, escape_label_value, parse};
 pub use families::render;

@@ -30,7 +30,7 @@ fn backend(addr: &str, id: u32, packets: u64) -> BackendStatus {
 }
 
 /// Two services (one IPv6), a draining and a down backend, every outcome and event.
-fn status(scale: u64) -> Status {
+pub(crate) fn status(scale: u64) -> Status {
     let mut down = backend("10.0.1.12:8080", 1, 5 * scale);
     down.health = "down".into();
     down.last_check_ok = Some(false);
@@ -50,7 +50,7 @@ fn status(scale: u64) -> Status {
         services: vec![
             ServiceStatus {
                 name: "web".into(),
-                vip: "10.0.0.1".into(),
+                vip: [10, 0, 0, 1].into(),
                 port: 80,
                 protocol: "tcp".into(),
                 forwarding: "nat".into(),
@@ -61,7 +61,7 @@ fn status(scale: u64) -> Status {
             },
             ServiceStatus {
                 name: "api6".into(),
-                vip: "2001:db8::1".into(),
+                vip: "2001:db8::1".parse().expect("ip"),
                 port: 443,
                 protocol: "tcp".into(),
                 forwarding: "dsr".into(),
