@@ -5,8 +5,8 @@
 //! once per request, the cached session count, health checks), so a scrape and `lb status`
 //! taken at the same moment agree and the maps have one reader.
 //!
-//! - `exposition`: the text format itself (escaping, HELP/TYPE, and a checking parser);
-//! - `families`: which metrics there are, from a `Status`;
+//! - `families`: which metrics there are, from a `Status`, written by the prometheus-client crate;
+//! - `exposition`: a checking parser of the text format (tests read every rendering back);
 //! - `http`: the optional listener.
 
 mod exposition;
@@ -15,5 +15,5 @@ pub mod http;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use exposition::{CONTENT_TYPE, Kind, Sample, Scrape, escape_label_value, parse};
+pub use exposition::{CONTENT_TYPE, Sample, Scrape, parse};
 pub use families::render;
