@@ -129,7 +129,7 @@ pub fn print(rounds: &[CensusRound]) {
         "health event during a session census ({RECORDS} records, {} MiB, `lb run`): walk median {:.0} ms; \
          event handled {:.2} ms after it was sent (median), {worst:.2} ms at worst, over {} of {} rounds that \
          caught a walk (goal < {} ms: {})",
-        u64::from(RECORDS) * size_of::<lb_common::SessionSlot>() as u64 >> 20,
+        (u64::from(RECORDS) * size_of::<lb_common::SessionSlot>() as u64) >> 20,
         median(&mut walks),
         median(&mut queued),
         caught,
