@@ -61,7 +61,7 @@ pub fn udp_spread(lb: &mut LbDaemon, dial: Dial, servers: &[BackendServer]) {
     lb.wait_in_service(dial.service, servers.len() as u64, HEALTH_WAIT).unwrap();
     let ask = |i: u16| {
         udp_ask(dial.client, dial.vip, dial.port, 20000 + i, IO)
-            .unwrap_or_else(|e| panic!("UDP flow {i} to {}:{}: {e:#}", dial.vip, dial.port))
+            .unwrap_or_else(|e| panic!("UDP flow {i} to {}: {e:#}", std::net::SocketAddr::new(dial.vip, dial.port)))
     };
     let first: Vec<String> = (0..FLOWS as u16).map(ask).collect();
     for (i, backend) in first.iter().enumerate() {
@@ -82,7 +82,7 @@ pub fn udp_spread(lb: &mut LbDaemon, dial: Dial, servers: &[BackendServer]) {
 
 fn ask_tcp(dial: Dial, when: &str) -> String {
     tcp_ask(dial.client, dial.vip, dial.port, IO)
-        .unwrap_or_else(|e| panic!("TCP to {}:{} {when}: {e:#}", dial.vip, dial.port))
+        .unwrap_or_else(|e| panic!("TCP to {} {when}: {e:#}", std::net::SocketAddr::new(dial.vip, dial.port)))
 }
 
 fn assert_tcp_reaches_all(dial: Dial, labels: &[String], when: &str) {

@@ -5,9 +5,10 @@
 //! mean every process of that backend, or old connections would keep answering.
 
 use anyhow::{Context, Result};
-use std::io::Read;
+use std::io::{BufRead, BufReader};
 use std::process::Child;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
 
 /// How much of the child's stderr is kept for error messages.
 const STDERR_TAIL: usize = 4096;
@@ -24,6 +25,10 @@ pub struct ChildGuard {
     /// Last bytes the child wrote to stderr. A thread drains the pipe continuously so a chatty
     /// long-lived server (socat logs every broken connection) can never block on a full pipe.
     stderr: Arc<Mutex<Vec<u8>>>,
+    /// Where that thread also sends each line, once someone asked (`stderr_lines`).
+    lines: Arc<Mutex<Option<mpsc::Sender<String>>>>,
+    /// The thread; it ends when every holder of the pipe (the whole group) has gone.
+    reader: Option<JoinHandle<()>>,
 }
 
 impl ChildGuard {
@@ -31,25 +36,68 @@ impl ChildGuard {
     pub(crate) fn new(mut child: Child, what: String) -> Self {
         let pgid = child.id() as libc::pid_t;
         let stderr = Arc::new(Mutex::new(Vec::new()));
-        if let Some(mut pipe) = child.stderr.take() {
-            let sink = Arc::clone(&stderr);
+        let lines: Arc<Mutex<Option<mpsc::Sender<String>>>> = Arc::default();
+        let reader = child.stderr.take().map(|pipe| {
+            let (sink, lines) = (Arc::clone(&stderr), Arc::clone(&lines));
             std::thread::spawn(move || {
-                let mut buf = [0u8; 1024];
-                while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                let mut pipe = BufReader::new(pipe);
+                let mut line = Vec::new();
+                while let Ok(1..) = pipe.read_until(b'\n', &mut line) {
                     let mut kept = sink.lock().unwrap_or_else(|e| e.into_inner());
-                    kept.extend_from_slice(&buf[..n]);
+                    kept.extend_from_slice(&line);
                     let excess = kept.len().saturating_sub(STDERR_TAIL);
                     kept.drain(..excess);
+                    drop(kept);
+                    if let Some(tx) = lines.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                        let _ = tx.send(String::from_utf8_lossy(&line).trim_end().to_owned());
+                    }
+                    line.clear();
                 }
-            });
-        }
+            })
+        });
         Self {
             child: Some(child),
             pgid,
             group_alive: true,
             what,
             stderr,
+            lines,
+            reader,
         }
+    }
+
+    /// Every stderr line the child writes from now on, as it writes it (one receiver at a
+    /// time: asking again replaces the previous one). The channel closes with the pipe.
+    pub fn stderr_lines(&self) -> mpsc::Receiver<String> {
+        let (tx, rx) = mpsc::channel();
+        *self.lines.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        rx
+    }
+
+    /// Waits for the leader to exit (at most `timeout`), then for the stderr reader to take
+    /// its last line: afterwards `stderr_tail` holds everything the child wrote. None on timeout.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Result<Option<std::process::ExitStatus>> {
+        let Some(child) = self.child.as_mut() else { return Ok(None) };
+        if child.try_wait()?.is_none() {
+            // A pidfd turns readable when the process exits: wait on that, not on a clock.
+            // SAFETY: plain syscalls on our own child's pid and the fd they return.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) } as libc::c_int;
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error()).context("pidfd_open");
+            }
+            let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+            let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+            unsafe {
+                libc::poll(&mut pfd, 1, ms);
+                libc::close(fd);
+            }
+        }
+        let Some(status) = child.try_wait()? else { return Ok(None) };
+        // EOF comes once every process of the group that holds the pipe has gone.
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        Ok(Some(status))
     }
 
     /// The last few KiB the child (and its group) wrote to stderr, for error messages.

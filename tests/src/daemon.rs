@@ -162,17 +162,9 @@ impl LbDaemon {
     /// status 0 and no XDP program is left on any of its interfaces (lb detaches on its way out).
     pub fn stop_with(&mut self, signal: i32) -> Result<()> {
         self.signal(signal);
-        let start = Instant::now();
-        while self.process.is_running() {
-            if start.elapsed() > Duration::from_secs(10) {
-                bail!("lb did not exit within 10 s of signal {signal}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let status = self.process.exit_status().context("lb's exit status is gone")?;
+        let status = self.process.wait_exit(Duration::from_secs(10))?
+            .with_context(|| format!("lb did not exit within 10 s of signal {signal}"))?;
         if !status.success() {
-            // The pipe is drained by a thread: give it a moment to take the last lines.
-            std::thread::sleep(Duration::from_millis(100));
             bail!("lb exited with {status} on signal {signal}, not 0: {}", self.process.stderr_tail());
         }
         for iface in &self.ifaces {
@@ -185,17 +177,11 @@ impl LbDaemon {
     /// Waits for a daemon that is expected to fail to exit; its stderr (the log and the error).
     /// An error unless lb exited by itself with a non-zero status (not 0, not by a signal).
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<String> {
-        let start = Instant::now();
-        while self.process.is_running() {
-            if start.elapsed() > timeout {
-                bail!("lb still runs after {timeout:?}: {}", self.process.stderr_tail());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // The pipe is drained by a thread: give it a moment to take the last lines.
-        std::thread::sleep(Duration::from_millis(100));
+        let Some(status) = self.process.wait_exit(timeout)? else {
+            bail!("lb still runs after {timeout:?}: {}", self.process.stderr_tail());
+        };
         let log = self.process.stderr_tail();
-        match self.process.exit_status().and_then(|s| s.code()) {
+        match status.code() {
             Some(code) if code != 0 => Ok(log),
             other => bail!("lb should have failed with an exit code, it ended with {other:?}: {log}"),
         }

@@ -17,6 +17,7 @@
 //! ```
 
 pub mod balancing;
+pub mod census_bench;
 pub mod child;
 pub mod client;
 mod cmd;

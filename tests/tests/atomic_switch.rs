@@ -221,6 +221,16 @@ impl Drop for StopOnDrop<'_> {
     }
 }
 
+/// Packets the reader runs on the first and the last version.
+const READER_RUNS: usize = 64;
+
+/// Waits until the reader has run `target` packets in all, or has ended (its error tells why).
+fn reader_ran(runs: &AtomicUsize, reader_gone: &AtomicBool, target: usize) {
+    while runs.load(SeqCst) < target && !reader_gone.load(SeqCst) {
+        std::thread::yield_now();
+    }
+}
+
 #[test]
 fn a_reader_never_observes_a_mixed_table() -> Result<()> {
     let bed = FibBed::new("atomic-switch")?;
@@ -243,8 +253,13 @@ fn a_reader_never_observes_a_mixed_table() -> Result<()> {
     let started = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
+    // Packets the reader has run, and whether it has ended: the writer waits on these, not on
+    // a clock, for the reader to run before the first change and after the last.
+    let runs = AtomicUsize::new(0);
+    let reader_gone = AtomicBool::new(false);
     let (observations, writer) = std::thread::scope(|s| {
         let reader = s.spawn(|| -> Result<Vec<Observation>> {
+            let _gone = StopOnDrop(&reader_gone);
             let _inside = bed.ns.enter()?;
             let mut seen = Vec::new();
             let mut out = vec![0u8; 256];
@@ -255,21 +270,23 @@ fn a_reader_never_observes_a_mixed_table() -> Result<()> {
                 let backend = run(&reader, bed.a0.ifindex, &bytes[flow], &mut out)?;
                 let last = started.load(SeqCst);
                 seen.push(Observation { flow, first, last, backend });
+                runs.fetch_add(1, SeqCst);
             }
             Ok(seen)
         });
         let writer = (|| -> Result<()> {
             let _stop = StopOnDrop(&stop);
             let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-            // Let the reader get going before the first change.
-            std::thread::sleep(Duration::from_millis(20));
+            // The reader sees the initial version before the first change...
+            reader_ran(&runs, &reader_gone, READER_RUNS);
             for step in 0..CHANGES {
                 started.store(step + 1, SeqCst);
                 let what = change(&mut lb, &mut rng, step).with_context(|| format!("change {}", step + 1))?;
                 versions.push(snapshot(&lb, what)?);
                 done.store(step + 1, SeqCst);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            // ...and the last one after it.
+            reader_ran(&runs, &reader_gone, runs.load(SeqCst) + READER_RUNS);
             Ok(())
         })();
         (reader.join().expect("reader thread panicked"), writer)

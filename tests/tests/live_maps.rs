@@ -191,7 +191,7 @@ fn changes_land_in_the_maps_and_established_flows_keep_their_backend() -> Result
     let counts = lb.dataplane().session_counts();
     let gen12 = service(&lb, "web").backends.iter().find(|b| b.id == id12).map(|b| b.generation).context("gen")?;
     ensure!(counts.get(&(id12, gen12)).copied().unwrap_or(0) > 0, "no session counted for the draining backend");
-    ensure!(lb.finish_drains(now, Some(&counts))?.is_empty(), "a drain with sessions left finished early");
+    ensure!(lb.finish_drains(now, Some((&counts, Instant::now())))?.is_empty(), "a drain with sessions left finished early");
 
     // Undrain: back in the table.
     lb.undrain("web", addr("10.200.10.12:80"))?;
@@ -200,7 +200,7 @@ fn changes_land_in_the_maps_and_established_flows_keep_their_backend() -> Result
 
     // Drain with a timeout that passes: removed with sessions left, which go stale.
     lb.drain("web", addr("10.200.10.12:80"), Some(Duration::from_secs(1)), now)?;
-    let lines = lb.finish_drains(now + Duration::from_secs(2), Some(&lb.dataplane().session_counts()))?;
+    let lines = lb.finish_drains(now + Duration::from_secs(2), Some((&lb.dataplane().session_counts(), Instant::now())))?;
     ensure!(lines.len() == 1 && lines[0].contains("drain timeout of 1 s passed"), "{lines:?}");
     ensure!(lb.dataplane().backend(id12)?.flags & BACKEND_F_UP == 0, "a removed backend kept its UP flag");
     let after = send(&mut lb, &bed, &established)?;
@@ -215,7 +215,12 @@ fn changes_land_in_the_maps_and_established_flows_keep_their_backend() -> Result
     // Drain ended by its sessions going: none left (sessions cleared) -> removed at the next scan.
     lb.drain("web", addr("10.200.10.13:80"), Some(Duration::from_secs(60)), now)?;
     lb.dataplane_mut().clear_sessions()?;
-    let lines = lb.finish_drains(now, Some(&lb.dataplane().session_counts()))?;
+    // A count from a walk that started before the drain speaks not for it (the daemon walks
+    // off its loop, so a walk may end after a drain it began before).
+    let earlier = now.checked_sub(Duration::from_millis(1)).context("instant")?;
+    let stale = lb.finish_drains(now, Some((&lb.dataplane().session_counts(), earlier)))?;
+    ensure!(stale.is_empty(), "a count older than the drain finished it: {stale:?}");
+    let lines = lb.finish_drains(now, Some((&lb.dataplane().session_counts(), Instant::now())))?;
     ensure!(lines == ["service web: drained backend 10.200.10.13:80 removed: no session uses it any more"], "{lines:?}");
 
     // Remove: a backend re-added gets a fresh id; the removed one's flows are re-chosen.

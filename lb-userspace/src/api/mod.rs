@@ -3,6 +3,8 @@
 
 mod explain;
 mod status;
+#[cfg(test)]
+mod tests;
 
 pub use explain::{ExplainReport, SessionReport, SlotReport, render_explain};
 pub use status::{BackendStatus, DrainStatus, Rates, ServiceStatus, Status, render_text};

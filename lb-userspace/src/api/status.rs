@@ -1,6 +1,10 @@
 //! What `lb status` shows: services, backends, health, and counters.
 
-use std::{collections::BTreeMap, fmt::Write, net::SocketAddr};
+use std::{
+    collections::BTreeMap,
+    fmt::Write,
+    net::{IpAddr, SocketAddr},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +44,7 @@ pub struct Status {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ServiceStatus {
     pub name: String,
-    pub vip: String,
+    pub vip: IpAddr,
     pub port: u16,
     pub protocol: String,
     pub forwarding: String,
@@ -109,8 +113,8 @@ pub fn render_text(s: &Status) -> String {
     for svc in &s.services {
         let _ = writeln!(
             out,
-            "\nservice {} {}:{} {} {} hash={}  in service {}/{}  packets={} bytes={} sessions={}",
-            svc.name, svc.vip, svc.port, svc.protocol, svc.forwarding, svc.hash_key,
+            "\nservice {} {} {} {} hash={}  in service {}/{}  packets={} bytes={} sessions={}",
+            svc.name, SocketAddr::new(svc.vip, svc.port), svc.protocol, svc.forwarding, svc.hash_key,
             svc.backends_in_service, svc.backends.len(),
             svc.counters.packets, svc.counters.bytes, svc.counters.new_sessions
         );

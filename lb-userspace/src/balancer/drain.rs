@@ -57,15 +57,17 @@ impl Balancer {
         Ok(vec![format!("service {service}: backend {addr} takes new flows again")])
     }
 
-    /// Removes every draining backend that is down, whose timeout has passed at `now`, or,
-    /// given fresh session counts, that no session record names any more (its id and
-    /// generation).
-    pub fn finish_drains(&mut self, now: Instant, sessions: Option<&SessionCounts>) -> Result<Vec<String>, LiveError> {
+    /// Removes every draining backend that is down, whose timeout has passed at `now`, or that
+    /// no session record names any more (its id and generation) by `sessions`: counts taken by
+    /// a walk of SESSIONS that started at the given instant, so they speak only for drains that
+    /// began before it (a backend drained later may have taken flows the walk did not see).
+    pub fn finish_drains(&mut self, now: Instant, sessions: Option<(&SessionCounts, Instant)>) -> Result<Vec<String>, LiveError> {
         let mut done = Vec::new();
         for svc in &self.services {
             for b in &svc.backends {
                 let Some(d) = b.drain else { continue };
-                let left = sessions.map(|c| c.get(&(b.id, b.generation)).copied().unwrap_or(0));
+                let counted = sessions.filter(|(_, started)| *started >= d.since);
+                let left = counted.map(|(c, _)| c.get(&(b.id, b.generation)).copied().unwrap_or(0));
                 let why = if !b.up {
                     // Its UP flag is down: every session it had is re-chosen anyway.
                     "it is down, so no session can use it".to_string()

@@ -37,7 +37,7 @@ pub(super) fn report(svc: &ServiceState, client: SocketAddr, ex: &Explanation) -
     };
     ExplainReport {
         service: cfg.name.clone(),
-        flow: format!("{client} -> {}:{} {}", fmt_ip(cfg.vip), cfg.port, cfg.protocol.as_str()),
+        flow: format!("{client} -> {} {}", SocketAddr::new(cfg.vip, cfg.port), cfg.protocol.as_str()),
         hash_key: cfg.hash_key.as_str().to_string(),
         hash: ex.hash,
         slot: ex.slot,
@@ -55,9 +55,3 @@ pub(super) fn report(svc: &ServiceState, client: SocketAddr, ex: &Explanation) -
     }
 }
 
-fn fmt_ip(ip: std::net::IpAddr) -> String {
-    match ip {
-        std::net::IpAddr::V6(a) => format!("[{a}]"),
-        v4 => v4.to_string(),
-    }
-}

@@ -94,9 +94,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 let _ = reply.send(metrics::render(&status::status(&daemon)));
             }
             Some(admin::AdminRequest { request, reply }) = admin_requests.recv() => {
-                let _ = reply.send(daemon.handle(request).await);
+                daemon.answer(request, reply).await;
             }
             _ = tick.tick() => match daemon.tick().await {
+                Err(LiveError::Dataplane(e)) => break Err(anyhow::Error::new(e).context("finishing drains")),
+                Err(e) => tracing::warn!("finishing a drain failed: {e:#}"),
+                Ok(()) => {}
+            },
+            // Walks of SESSIONS run on a blocking thread; the loop only takes their counts.
+            walked = daemon.sessions.next_walk() => match daemon.on_census(walked).await {
                 Err(LiveError::Dataplane(e)) => break Err(anyhow::Error::new(e).context("finishing drains")),
                 Err(e) => tracing::warn!("finishing a drain failed: {e:#}"),
                 Ok(()) => {}

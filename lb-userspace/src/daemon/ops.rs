@@ -6,6 +6,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+use tokio::sync::oneshot;
 
 use super::{explain, preflight, state::Daemon, status};
 use crate::{
@@ -14,7 +15,56 @@ use crate::{
     config::Config,
 };
 
+/// A drain's answer, sent once a walk of SESSIONS that started after the drain has counted
+/// the sessions its backend has left (the operator watches them run out from there).
+pub(super) struct DrainReply {
+    since: Instant,
+    service: String,
+    backend: SocketAddr,
+    /// (id, generation) of the drained backend.
+    incarnation: (u32, u32),
+    lines: Vec<String>,
+    reply: oneshot::Sender<Response>,
+}
+
 impl Daemon {
+    /// Answers an admin request; a drain's answer waits (off the loop) for the next count.
+    pub async fn answer(&mut self, request: Request, reply: oneshot::Sender<Response>) {
+        let Request::BackendDrain { service, backend, timeout_secs } = request else {
+            let _ = reply.send(self.handle(request).await);
+            return;
+        };
+        match self.drain(&service, backend, timeout_secs.map(Duration::from_secs)).await {
+            Ok((lines, incarnation)) => {
+                let since = Instant::now();
+                self.drain_replies.push(DrainReply { since, service, backend, incarnation, lines, reply });
+                self.sessions.ask();
+            }
+            Err(e) => drop(reply.send(Response::Error(format!("{e:#}")))),
+        }
+    }
+
+    async fn drain(&mut self, service: &str, backend: SocketAddr, timeout: Option<Duration>) -> anyhow::Result<(Vec<String>, (u32, u32))> {
+        let lines = self.balancer.drain(service, backend, timeout, Instant::now())?;
+        self.changed(&lines).await?;
+        let svc = self.balancer.service(service)?;
+        let b = svc.backends.iter().find(|b| b.addr == backend).context("the drained backend is gone")?;
+        Ok((lines, (b.id, b.generation)))
+    }
+
+    /// Sends the answers of the drains that a walk started at `started` counted for.
+    pub(super) fn answer_drains(&mut self, started: Instant) {
+        let (ready, waiting) = std::mem::take(&mut self.drain_replies).into_iter().partition(|d| d.since <= started);
+        self.drain_replies = waiting;
+        for DrainReply { service, backend, incarnation: (id, generation), mut lines, reply, .. } in ready {
+            let n = self.sessions.get(id, generation);
+            let left = format!("service {service}: backend {backend} has {n} active session(s)");
+            tracing::info!("{left}");
+            lines.push(left);
+            let _ = reply.send(done(lines));
+        }
+    }
+
     pub async fn handle(&mut self, request: Request) -> Response {
         match request {
             Request::Status => Response::Status(Box::new(status::status(self))),
@@ -47,11 +97,6 @@ impl Daemon {
             Request::BackendAdd { service, backend, weight } => b.add_backend(&service, backend, weight)?,
             Request::BackendRemove { service, backend } => b.remove_backend(&service, backend)?,
             Request::BackendWeight { service, backend, weight } => b.set_weight(&service, backend, weight)?,
-            Request::BackendDrain { service, backend, timeout_secs } => {
-                let mut lines = b.drain(&service, backend, timeout_secs.map(Duration::from_secs), Instant::now())?;
-                lines.push(self.sessions_left(&service, backend)?);
-                lines
-            }
             Request::BackendUndrain { service, backend } => b.undrain(&service, backend)?,
             Request::ServiceAdd { toml } => {
                 // This host must be able to route the new service's family, as at start. (An
@@ -62,20 +107,10 @@ impl Daemon {
                 b.add_service(&toml)?
             }
             Request::ServiceRemove { name } => b.remove_service(&name)?,
-            Request::Status | Request::Metrics | Request::Explain { .. } | Request::Reload => {
-                unreachable!("answered by handle")
+            Request::Status | Request::Metrics | Request::Explain { .. } | Request::Reload | Request::BackendDrain { .. } => {
+                unreachable!("answered by handle or answer")
             }
         })
-    }
-
-    /// Counts sessions now (not at the next tick): the operator who drains a backend watches
-    /// them run out in `lb status` from this moment on.
-    fn sessions_left(&mut self, service: &str, backend: SocketAddr) -> anyhow::Result<String> {
-        self.sessions.count_now(self.balancer.dataplane());
-        let svc = self.balancer.service(service)?;
-        let b = svc.backends.iter().find(|b| b.addr == backend).context("the drained backend is gone")?;
-        let n = self.sessions.get(b.id, b.generation);
-        Ok(format!("service {service}: backend {backend} has {n} active session(s)"))
     }
 
     fn explain(&self, service: &str, client: SocketAddr) -> anyhow::Result<crate::api::ExplainReport> {

@@ -1,46 +1,116 @@
-//! Active sessions per backend, counted by the daemon's tick instead of per request: counting
-//! scans all of SESSIONS (1M slots, 64 MiB of mapped memory) on the daemon's loop, so
-//! `lb status`, `lb metrics` and scrapes read the last count, and a large table is walked less
-//! often than once a tick.
+//! Active sessions per backend, counted off the daemon's loop: a walk of SESSIONS reads all of
+//! it (64 MiB by default, 1 GiB at 16M records, ~0.3 s), so it runs on a blocking thread and
+//! reports back through a channel the loop selects on. `lb status`, `lb metrics` and scrapes
+//! read the last count; a large table is walked less often than once a tick.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::state::TICK;
-use crate::dataplane::{Dataplane, SessionCounts};
+use crate::dataplane::{SessionCounts, SessionReader};
 
-/// A walk may take at most 1/BUDGET of the loop's time: one that took 100 ms is repeated at
-/// most every 2 s.
+/// A walk may take at most 1/BUDGET of the time (it holds a core): one that took 100 ms is
+/// repeated at most every 2 s.
 const BUDGET: u32 = 20;
 
-#[derive(Default)]
-pub(super) struct SessionCensus {
+/// One walk of the table; `Some` unless cancelled. Runs on a blocking thread.
+pub(super) type Walker = Arc<dyn Fn(&AtomicBool) -> Option<SessionCounts> + Send + Sync>;
+
+/// A finished walk, as the loop receives it.
+pub(super) struct Walked {
+    started: Instant,
+    took: Duration,
     counts: SessionCounts,
-    /// When the last walk started, and how long it took.
+}
+
+pub(super) struct SessionCensus {
+    walker: Walker,
+    counts: SessionCounts,
+    /// When the walk behind `counts` started, and how long it took.
     taken: Option<Instant>,
     walk: Duration,
+    /// The walk in progress: its start, and the flag that stops it.
+    running: Option<(Instant, Arc<AtomicBool>)>,
+    /// A count was asked for while a walk ran: walk again as soon as it ends.
+    again: bool,
+    done_tx: UnboundedSender<Walked>,
+    done: UnboundedReceiver<Walked>,
 }
 
 impl SessionCensus {
-    /// Counts again if the last count is a tick old (or older than its budget allows). Returns
-    /// whether it did, i.e. whether `counts()` is as of `now` (or later).
-    pub fn refresh(&mut self, dp: &Dataplane, now: Instant) -> bool {
-        if !self.due(now) {
-            return false;
+    pub fn new(walker: Walker) -> Self {
+        let (done_tx, done) = unbounded_channel();
+        SessionCensus {
+            walker,
+            counts: SessionCounts::new(),
+            taken: None,
+            walk: Duration::ZERO,
+            running: None,
+            again: false,
+            done_tx,
+            done,
         }
-        self.count_now(dp);
-        true
     }
 
-    /// Counts at once, whatever the budget says (for an operator's drain, who wants to see
-    /// the sessions left right away).
-    pub fn count_now(&mut self, dp: &Dataplane) {
-        let start = Instant::now();
-        self.counts = dp.session_counts();
-        self.taken = Some(start);
-        self.walk = start.elapsed();
-        if self.walk > TICK / 2 {
-            tracing::debug!(walk = ?self.walk, "counting SESSIONS took long; counting less often");
+    /// Walks `reader`'s table.
+    pub fn of(reader: SessionReader) -> Self {
+        Self::new(Arc::new(move |cancel: &AtomicBool| reader.counts(cancel)))
+    }
+
+    /// Starts a walk if none runs and the last count is a tick old (or older than its
+    /// budget allows).
+    pub fn start_if_due(&mut self, now: Instant) {
+        if self.running.is_none() && self.due(now) {
+            self.start();
         }
+    }
+
+    /// Asks for a count that starts from now on (a drain wants the sessions left after it):
+    /// at once, or right after the walk in progress.
+    pub fn ask(&mut self) {
+        if self.running.is_some() {
+            self.again = true;
+        } else {
+            self.start();
+        }
+    }
+
+    fn start(&mut self) {
+        let started = Instant::now();
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.running = Some((started, cancel.clone()));
+        let (walker, done) = (self.walker.clone(), self.done_tx.clone());
+        tracing::debug!("walking SESSIONS");
+        tokio::task::spawn_blocking(move || {
+            if let Some(counts) = walker(&cancel) {
+                // The receiver lives as long as the census; gone, nobody wants the count.
+                let _ = done.send(Walked { started, took: started.elapsed(), counts });
+            }
+        });
+    }
+
+    /// The next finished walk (cancel-safe, for the loop's select).
+    pub async fn next_walk(&mut self) -> Walked {
+        self.done.recv().await.expect("the census holds a sender")
+    }
+
+    /// Takes a finished walk's count; starts the next walk if one was asked for meanwhile.
+    /// Returns when that count's walk started: it speaks for every change made before.
+    pub fn finished(&mut self, w: Walked) -> Instant {
+        tracing::debug!(walk_us = w.took.as_micros() as u64, "counted SESSIONS");
+        self.running = None;
+        (self.counts, self.taken, self.walk) = (w.counts, Some(w.started), w.took);
+        if std::mem::take(&mut self.again) {
+            self.start();
+        }
+        w.started
     }
 
     fn due(&self, now: Instant) -> bool {
@@ -70,23 +140,14 @@ impl SessionCensus {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_count_is_due_every_tick_unless_walks_are_slow() {
-        let t0 = Instant::now();
-        let mut c = SessionCensus::default();
-        assert!(c.due(t0), "nothing counted yet");
-        c.taken = Some(t0);
-        c.walk = Duration::from_millis(2);
-        assert!(!c.due(t0 + TICK / 4));
-        // A tick that comes a little early still counts.
-        assert!(c.due(t0 + TICK - Duration::from_millis(10)));
-        c.walk = Duration::from_millis(500);
-        assert!(!c.due(t0 + TICK), "a 500 ms walk must not run every tick");
-        assert!(c.due(t0 + Duration::from_secs(10)));
-        assert_eq!(c.age(t0 + Duration::from_secs(3)), Some(Duration::from_secs(3)));
+impl Drop for SessionCensus {
+    /// A walk in progress stops within a few MiB of table (shutdown need not wait for it).
+    fn drop(&mut self) {
+        if let Some((_, cancel)) = &self.running {
+            cancel.store(true, Ordering::Relaxed);
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;

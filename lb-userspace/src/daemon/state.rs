@@ -6,7 +6,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
-use super::{RunArgs, checkers::Checkers, preflight, rates::RateMeter, sessions::SessionCensus};
+use super::{
+    RunArgs,
+    checkers::Checkers,
+    ops::DrainReply,
+    preflight,
+    rates::RateMeter,
+    sessions::{SessionCensus, Walked},
+};
 use crate::{
     balancer::{Balancer, LiveError},
     config::Config,
@@ -23,8 +30,10 @@ pub(super) struct Daemon {
     pub events: UnboundedReceiver<HealthEvent>,
     pub health: StatusTable,
     pub rates: RateMeter,
-    /// Active sessions per backend, as of the last tick that counted them.
+    /// Active sessions per backend, as of the last walk of SESSIONS (off the loop).
     pub sessions: SessionCensus,
+    /// Drains whose answer waits for a count of the sessions left after them.
+    pub drain_replies: Vec<DrainReply>,
     checkers: Checkers,
 }
 
@@ -33,6 +42,7 @@ impl Daemon {
     pub async fn start(balancer: Balancer, args: RunArgs) -> Result<Daemon, DataplaneError> {
         let (events_tx, events) = unbounded_channel();
         let health = StatusTable::default();
+        let sessions = SessionCensus::of(balancer.dataplane().session_reader());
         let mut daemon = Daemon {
             balancer,
             args,
@@ -40,7 +50,8 @@ impl Daemon {
             checkers: Checkers::new(events_tx, health.clone()),
             health,
             rates: RateMeter::default(),
-            sessions: SessionCensus::default(),
+            sessions,
+            drain_replies: Vec::new(),
         };
         daemon.sync_checkers().await?;
         Ok(daemon)
@@ -48,9 +59,11 @@ impl Daemon {
 
     pub fn on_health(&mut self, ev: HealthEvent) -> Result<(), DataplaneError> {
         let up = ev.health == Health::Up;
+        // How long the event waited for the loop (`cargo xtask bench` reads it).
+        let queued_us = ev.sent.elapsed().as_micros() as u64;
         if self.balancer.set_health(&ev.service, ev.backend, up)? {
             tracing::info!(service = %ev.service, backend = %ev.backend,
-                state = if up { "up" } else { "down" }, detail = %ev.detail, "backend health changed");
+                state = if up { "up" } else { "down" }, detail = %ev.detail, queued_us, "backend health changed");
         }
         Ok(())
     }
@@ -76,14 +89,27 @@ impl Daemon {
         self.sync_checkers().await
     }
 
-    /// Samples rates and counts sessions (see `SessionCensus`); removes drained backends whose
-    /// sessions are gone (by a count taken in this tick, so after their drain began) or whose
-    /// drain timed out.
+    /// Samples rates, starts a walk of SESSIONS when one is due, and removes drained backends
+    /// that are down or whose drain timed out.
     pub async fn tick(&mut self) -> Result<(), LiveError> {
         let now = Instant::now();
         self.rates.sample(&self.balancer, now);
-        let fresh = self.sessions.refresh(self.balancer.dataplane(), now);
-        let lines = self.balancer.finish_drains(now, fresh.then(|| self.sessions.counts()))?;
+        self.sessions.start_if_due(now);
+        let lines = self.balancer.finish_drains(now, None)?;
+        if !lines.is_empty() {
+            self.changed(&lines).await?;
+        }
+        Ok(())
+    }
+
+    /// A walk of SESSIONS ended: answers the drains waiting for it and removes drained
+    /// backends that no session uses any more (counted by a walk that started after their
+    /// drain began).
+    pub async fn on_census(&mut self, walked: Walked) -> Result<(), LiveError> {
+        let started = self.sessions.finished(walked);
+        self.answer_drains(started);
+        let counts = Some((self.sessions.counts(), started));
+        let lines = self.balancer.finish_drains(Instant::now(), counts)?;
         if !lines.is_empty() {
             self.changed(&lines).await?;
         }

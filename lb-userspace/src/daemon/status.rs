@@ -19,7 +19,7 @@ pub(super) fn status(d: &Daemon) -> Status {
         .iter()
         .map(|svc| ServiceStatus {
             name: svc.config.name.clone(),
-            vip: svc.config.vip.to_string(),
+            vip: svc.config.vip,
             port: svc.config.port,
             protocol: svc.config.protocol.as_str().to_string(),
             forwarding: svc.config.forwarding.as_str().to_string(),

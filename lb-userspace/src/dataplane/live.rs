@@ -2,15 +2,10 @@
 //! counting the sessions that still point at each backend, and reading back what tests of
 //! live changes compare.
 
-use std::collections::HashMap;
-
 use aya::maps::{MapData, PerCpuArray, PerCpuValues};
 use lb_common::{ServiceInfo, ServiceKey, TrafficCounters, in_service_index};
 
-use super::{Dataplane, DataplaneError};
-
-/// Session records per (backend id, generation).
-pub type SessionCounts = HashMap<(u32, u32), u64>;
+use super::{Dataplane, DataplaneError, SessionCounts, SessionReader};
 
 fn zero(map: &mut PerCpuArray<MapData, TrafficCounters>, name: &'static str, index: u32) -> Result<(), DataplaneError> {
     let write = |source| DataplaneError::Write { name, source };
@@ -32,14 +27,15 @@ impl Dataplane {
     }
 
     /// How many active session records (handshake confirmed, not closing) name each (backend
-    /// id, generation): one scan of SESSIONS. A SYN nobody followed up is not a session. Closed UDP flows and TCP flows whose FIN/RST was never seen stay counted
-    /// until a new flow takes their slot.
+    /// id, generation): one walk of SESSIONS, on the calling thread (see `SessionReader::counts`).
     pub fn session_counts(&self) -> SessionCounts {
-        let mut counts = SessionCounts::new();
-        for (_, s) in self.sessions.iter().filter(|(_, s)| s.is_active()) {
-            *counts.entry((s.backend_id, s.generation)).or_default() += 1;
-        }
-        counts
+        let never = std::sync::atomic::AtomicBool::new(false);
+        self.sessions.reader().counts(&never).unwrap_or_default()
+    }
+
+    /// A handle on SESSIONS for walks on another thread (the daemon's census).
+    pub fn session_reader(&self) -> SessionReader {
+        self.sessions.reader()
     }
 
     /// Every service as the program would read it: its SERVICES entry with its SERVICE_BANKS word.

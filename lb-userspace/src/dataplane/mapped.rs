@@ -17,7 +17,9 @@ pub(super) struct Mapped {
     _map: MapData,
 }
 
-// The mapping is only reached through &self / &mut self, like any owned buffer.
+// The mapping is plain shared memory that the XDP program writes on every CPU at any time, so
+// its readers already use volatile reads of racing memory; another thread of ours reading it
+// (the session census) is one more such reader. munmap runs only when the last owner drops.
 unsafe impl Send for Mapped {}
 unsafe impl Sync for Mapped {}
 

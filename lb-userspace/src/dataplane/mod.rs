@@ -20,7 +20,7 @@ mod session_table;
 pub use attach::{XdpModeArg, ifindex};
 pub use bpffs::{BPFFS, is_bpffs};
 pub use counters::Counters;
-pub use live::SessionCounts;
+pub use session_table::{SessionCounts, SessionReader};
 pub use pins::{DEFAULT_INSTANCE, Instance, PIN_ROOT, PROGRAM_PIN_PREFIX, PinDir, PinError};
 
 use aya::{

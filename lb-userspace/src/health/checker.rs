@@ -65,6 +65,7 @@ pub fn spawn_checker(
                 health,
                 check: checks,
                 detail: detail(health, &cfg, &result),
+                sent: std::time::Instant::now(),
             };
             if events.send(event).is_err() {
                 // Nobody listens any more: the daemon is shutting down.
@@ -157,8 +158,9 @@ mod tests {
     /// Rise and fall are counted in probes, not time: a new backend comes up at its first
     /// success (fast start), goes down at exactly the `fall`-th failure after its last success,
     /// and comes back at exactly the `rise`-th success after its last failure; every event is
-    /// sent by the probe that completes the streak, none later.
-    #[tokio::test]
+    /// sent by the probe that completes the streak, none later. Paused time: a probe's 90 ms
+    /// timeout fires only when nothing else can run, so a loaded machine cannot fail a probe.
+    #[tokio::test(start_paused = true)]
     async fn goes_down_at_the_fall_th_failure_and_up_at_the_rise_th_success() {
         let (healthy, answers) = (Arc::new(AtomicBool::new(true)), Arc::new(Mutex::new(Vec::new())));
         let target = switchable_server(healthy.clone(), answers.clone()).await;
@@ -203,7 +205,8 @@ mod tests {
         task.abort();
     }
 
-    #[tokio::test]
+    /// Paused time: 200 ms of it are exactly 10 intervals of probes, whatever the machine's load.
+    #[tokio::test(start_paused = true)]
     async fn a_dead_backend_stays_down_without_events() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let target = listener.local_addr().expect("addr");
@@ -224,6 +227,8 @@ mod tests {
             rx.try_recv().is_err(),
             "a Down backend that stays down sends nothing"
         );
+        let checks = status.lock().expect("lock").get(&("web".to_string(), target)).map_or(0, |s| s.checks);
+        assert_eq!(checks, 10, "probes at 0, 20, ..., 180 ms");
         let s = status
             .lock()
             .expect("lock")
@@ -234,7 +239,9 @@ mod tests {
         task.abort();
     }
 
-    #[tokio::test]
+    /// Paused time: each probe runs into its 30 ms timeout, the next starts at the next 100 ms
+    /// tick, so 450 ms hold exactly five whole probes.
+    #[tokio::test(start_paused = true)]
     async fn probes_never_overlap() {
         // A server that never answers HTTP and counts connections open at the same time.
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -265,10 +272,7 @@ mod tests {
             .expect("lock")
             .get(&("web".to_string(), target))
             .map_or(0, |s| s.checks);
-        assert!(
-            (2..=6).contains(&checks),
-            "{checks} checks in 450 ms at a 100 ms interval"
-        );
+        assert_eq!(checks, 5, "checks in 450 ms at a 100 ms interval");
         assert_eq!(
             most.load(Ordering::SeqCst),
             1,

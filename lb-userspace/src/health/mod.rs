@@ -12,7 +12,7 @@ mod state;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -40,6 +40,9 @@ pub struct HealthEvent {
     pub check: u64,
     /// Why, for logs: e.g. "3 checks failed in a row; last: connect to 10.0.1.11:80: ...".
     pub detail: String,
+    /// When the checker sent it: the daemon logs how long it waited to be handled.
+    #[serde(skip)]
+    pub sent: Instant,
 }
 
 /// The latest knowledge about one backend, for `lb status`.

@@ -5,15 +5,15 @@
 //! once per request, the cached session count, health checks), so a scrape and `lb status`
 //! taken at the same moment agree and the maps have one reader.
 //!
-//! - `exposition`: the text format itself (escaping, HELP/TYPE, and a checking parser);
-//! - `families`: which metrics there are, from a `Status`;
+//! - `families`: which metrics there are, from a `Status`, written by the prometheus-client crate;
+//! - `exposition`: a checking parser of the text format (tests read every rendering back);
 //! - `http`: the optional listener.
 
 mod exposition;
 mod families;
 pub mod http;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
-pub use exposition::{CONTENT_TYPE, Kind, Sample, Scrape, escape_label_value, parse};
+pub use exposition::{CONTENT_TYPE, Sample, Scrape, parse};
 pub use families::render;

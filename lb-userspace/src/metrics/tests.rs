@@ -2,10 +2,7 @@ use std::collections::BTreeMap;
 
 use lb_common::{Event, Outcome};
 
-use super::{
-    exposition::{Exposition, Kind},
-    parse, render,
-};
+use super::{parse, render};
 use crate::{
     api::{BackendStatus, DrainStatus, Rates, ServiceStatus, Status},
     dataplane::Counters,
@@ -30,7 +27,7 @@ fn backend(addr: &str, id: u32, packets: u64) -> BackendStatus {
 }
 
 /// Two services (one IPv6), a draining and a down backend, every outcome and event.
-fn status(scale: u64) -> Status {
+pub(crate) fn status(scale: u64) -> Status {
     let mut down = backend("10.0.1.12:8080", 1, 5 * scale);
     down.health = "down".into();
     down.last_check_ok = Some(false);
@@ -50,7 +47,7 @@ fn status(scale: u64) -> Status {
         services: vec![
             ServiceStatus {
                 name: "web".into(),
-                vip: "10.0.0.1".into(),
+                vip: [10, 0, 0, 1].into(),
                 port: 80,
                 protocol: "tcp".into(),
                 forwarding: "nat".into(),
@@ -61,7 +58,7 @@ fn status(scale: u64) -> Status {
             },
             ServiceStatus {
                 name: "api6".into(),
-                vip: "2001:db8::1".into(),
+                vip: "2001:db8::1".parse().expect("ip"),
                 port: 443,
                 protocol: "tcp".into(),
                 forwarding: "dsr".into(),
@@ -196,23 +193,53 @@ fn no_session_count_yet_gives_an_empty_family() {
 }
 
 #[test]
-fn floats_use_prometheus_spellings() {
-    let mut x = Exposition::default();
-    x.family("t_seconds", Kind::Gauge, "help with \\ and\nnewline")
-        .sample(&[("k", "inf")], f64::INFINITY)
-        .sample(&[("k", "nan")], f64::NAN)
-        .sample(&[("k", "small")], 1.5e-7);
-    let text = x.finish();
-    assert!(text.contains("# HELP t_seconds help with \\\\ and\\nnewline\n"), "{text}");
-    assert!(text.contains("t_seconds{k=\"inf\"} +Inf\n") && text.contains("t_seconds{k=\"nan\"} NaN\n"), "{text}");
-    let scrape = parse(&text).unwrap();
-    assert_eq!(scrape.value("t_seconds", &[("k", "small")]), Some(1.5e-7));
+fn small_and_fractional_values_read_back_exactly() {
+    let mut s = status(1);
+    s.services[0].backends[0].last_check_latency_ms = Some(1.5e-4);
+    s.session_count_age_secs = Some(1e-9);
+    let scrape = parse(&render(&s)).unwrap();
+    let l = [("service", "web"), ("backend", "10.0.1.11:8080")];
+    assert_eq!(scrape.value("lb_backend_health_check_latency_seconds", &l), Some(1.5e-7));
+    assert_eq!(scrape.value("lb_session_count_age_seconds", &[]), Some(1e-9));
 }
 
+/// README's Metrics table is what operators' dashboards rely on: every metric it names is
+/// rendered with its type and exactly its labels.
 #[test]
-#[should_panic(expected = "must end in _total")]
-fn a_counter_without_total_is_refused() {
-    Exposition::default().family("lb_packets", Kind::Counter, "x");
+fn the_readme_metrics_table_is_what_is_rendered() {
+    let readme = include_str!("../../../README.md");
+    let table = readme.split("### Metrics").nth(1).expect("README has a Metrics section");
+    let rows: Vec<&str> = table.lines().skip_while(|l| !l.starts_with("| metric")).skip(2).take_while(|l| l.starts_with('|')).collect();
+    let scrape = parse(&render(&status(1))).unwrap();
+    let mut checked = 0;
+    for row in rows {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let (names, kind, labels) = (cells[1], cells[2], cells[3]);
+        let mut labels: Vec<&str> = labels.split(',').map(str::trim).filter(|l| !l.is_empty()).collect();
+        labels.sort_unstable();
+        for name in names.split(", ").flat_map(expand) {
+            assert_eq!(scrape.types.get(&name).map(String::as_str), Some(kind), "{name}: type");
+            for sample in scrape.family(&name) {
+                let got: Vec<&str> = sample.labels.keys().map(String::as_str).collect();
+                assert_eq!(got, labels, "{name}: labels");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 25, "only {checked} metrics in README's table");
+    assert_eq!(checked, scrape.types.len(), "a rendered metric is missing from README's table");
+}
+
+/// "`lb_x_{a,b}_total`" -> lb_x_a_total, lb_x_b_total.
+fn expand(cell: &str) -> Vec<String> {
+    let name = cell.trim_matches('`');
+    match (name.find('{'), name.find('}')) {
+        (Some(open), Some(close)) => name[open + 1..close]
+            .split(',')
+            .map(|part| format!("{}{part}{}", &name[..open], &name[close + 1..]))
+            .collect(),
+        _ => vec![name.to_string()],
+    }
 }
 
 /// The checker must catch what a scraper rejects, or the tests above prove nothing.

@@ -85,6 +85,8 @@ fn services() -> Result<Vec<ServiceConfig>> {
 /// Rounds per case; the median is reported, so disturbed rounds (other tenants of the host) do
 /// not move it.
 const ROUNDS: usize = 9;
+/// Census walks to catch a health event in (each waits for the next walk, seconds apart).
+const CENSUS_ROUNDS: usize = 5;
 /// Offset of the IPv4 source address in an untagged frame: stamped to make every run a new flow.
 const IPV4_SRC_OFFSET: u32 = 14 + 12;
 /// Katran's data plane measured on this machine the same way (net ns/packet).
@@ -347,6 +349,10 @@ fn main() -> Result<()> {
     if only.as_ref().is_none_or(|o| "session table size".contains(o.as_str())) {
         let new_flow = cases.iter().find(|c| c.new_flow_every_run).context("no new-flow case")?;
         new_flow_by_capacity(new_flow, repeat / 5, bed.a0.ifindex)?;
+    }
+    if only.as_ref().is_none_or(|o| "census".contains(o.as_str())) {
+        println!();
+        lb_tests::census_bench::print(&lb_tests::census_bench::run(CENSUS_ROUNDS)?);
     }
     if only.is_some() {
         return Ok(());
