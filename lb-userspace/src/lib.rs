@@ -9,3 +9,4 @@ pub mod dataplane;
 pub mod hashing;
 pub mod health;
 pub mod metrics;
+pub mod policy;
