@@ -10,3 +10,4 @@ pub mod hashing;
 pub mod health;
 pub mod metrics;
 pub mod policy;
+pub mod state;
