@@ -9,3 +9,5 @@ pub mod dataplane;
 pub mod hashing;
 pub mod health;
 pub mod metrics;
+pub mod policy;
+pub mod state;

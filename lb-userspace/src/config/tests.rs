@@ -49,6 +49,11 @@ fn example_file_parses() {
     assert_eq!(web.health.path.as_deref(), Some("/healthz"));
     assert_eq!(web.backends[0].weight, 2);
     assert_eq!(web.drain_timeout, Duration::from_secs(120));
+    assert_eq!(web.backends[2].pool, Pool::Overflow);
+    assert_eq!(web.backends[0].quota.max_sessions, Some(20000));
+    let shunt = web.shunt.as_ref().expect("web shunts to its overflow backend");
+    assert_eq!((shunt.enter.len(), shunt.exit.len(), shunt.windows.len()), (1, 1, 1));
+    assert_eq!(web.load_alerts.and_then(|a| a.quota_percent), Some(80));
     assert_eq!(
         cfg.services[1].scheduler,
         SchedulerConfig::Ring {

@@ -1,0 +1,95 @@
+//! `enter` / `exit` rules with hysteresis. A rule holds once its condition has been true for
+//! `for_secs` samples in a row (one sample a second); any enter rule holding latches the rules'
+//! claim on the pool, and only all exit rules holding at once releases it. Between the two the
+//! claim stays as it is, so a metric wandering around one threshold cannot flap the pool: the
+//! enter and exit thresholds of one metric cannot overlap (config validation), and each rule
+//! needs a streak, not a single sample.
+
+use serde::Serialize;
+
+use super::ServiceSample;
+use crate::config::{ShuntConfig, ShuntRule};
+
+/// A rule that held, and the value of the sample that completed its streak.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RuleHeld {
+    #[serde(serialize_with = "as_text")]
+    pub rule: ShuntRule,
+    pub value: f64,
+}
+
+fn as_text<S: serde::Serializer>(rule: &ShuntRule, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(rule)
+}
+
+impl std::fmt::Display for RuleHeld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (now {})", self.rule, self.value)
+    }
+}
+
+/// What one sample changed in the rules' claim.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuleEdge {
+    /// An enter rule held: the rules now claim the pool open.
+    Enter(RuleHeld),
+    /// Every exit rule held: the rules give up their claim.
+    Exit(Vec<RuleHeld>),
+}
+
+#[derive(Debug, Clone)]
+struct Streak {
+    rule: ShuntRule,
+    /// Consecutive samples the condition held, up to `for_secs` (enough to know it holds).
+    held: u32,
+}
+
+impl Streak {
+    fn observe(&mut self, sample: &ServiceSample) -> Option<RuleHeld> {
+        let value = sample.value(self.rule.metric);
+        self.held = if self.rule.threshold.holds(value) { (self.held + 1).min(self.rule.for_secs) } else { 0 };
+        (self.held == self.rule.for_secs).then_some(RuleHeld { rule: self.rule, value })
+    }
+}
+
+/// One service's rules and their latched claim.
+#[derive(Debug, Clone)]
+pub struct RuleEvaluator {
+    enter: Vec<Streak>,
+    exit: Vec<Streak>,
+    /// Set while the rules claim the pool open: the enter rule that did it.
+    claim: Option<RuleHeld>,
+}
+
+impl RuleEvaluator {
+    pub fn new(config: &ShuntConfig) -> Self {
+        let streaks = |rules: &[ShuntRule]| rules.iter().map(|&rule| Streak { rule, held: 0 }).collect();
+        RuleEvaluator { enter: streaks(&config.enter), exit: streaks(&config.exit), claim: None }
+    }
+
+    /// Feeds the sample of one more second. Returns the change of claim it caused, if any.
+    pub fn observe(&mut self, sample: &ServiceSample) -> Option<RuleEdge> {
+        // Every streak sees every sample, so a streak is never stale when the claim flips.
+        let entered: Vec<RuleHeld> = self.enter.iter_mut().filter_map(|s| s.observe(sample)).collect();
+        let exited: Vec<Option<RuleHeld>> = self.exit.iter_mut().map(|s| s.observe(sample)).collect();
+        match self.claim {
+            None => {
+                let first = *entered.first()?;
+                self.claim = Some(first);
+                Some(RuleEdge::Enter(first))
+            }
+            Some(_) => {
+                if exited.is_empty() || exited.iter().any(Option::is_none) {
+                    return None;
+                }
+                self.claim = None;
+                Some(RuleEdge::Exit(exited.into_iter().flatten().collect()))
+            }
+        }
+    }
+
+    /// The enter rule holding the pool open, if the rules claim it.
+    pub fn claim(&self) -> Option<&RuleHeld> {
+        self.claim.as_ref()
+    }
+}
