@@ -46,9 +46,10 @@ impl SessionReader {
         })
     }
 
-    /// How many active records (not closing) name each (backend id, generation): one walk of
-    /// the whole table. None if `cancel` was set meanwhile. Closed UDP flows and TCP flows whose
-    /// FIN/RST was never seen stay counted until a new flow takes their slot.
+    /// How many active records (handshake confirmed, not closing) name each (backend id,
+    /// generation): one walk of the whole table. None if `cancel` was set meanwhile. Closed UDP
+    /// flows and TCP flows whose FIN/RST was never seen stay counted until a new flow takes
+    /// their slot.
     pub fn counts(&self, cancel: &AtomicBool) -> Option<SessionCounts> {
         let mut counts = SessionCounts::new();
         let n = self.buckets as usize;
