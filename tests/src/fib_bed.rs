@@ -119,6 +119,11 @@ impl FibBed {
         self.neighbours.get(&ip).copied().with_context(|| format!("no neighbour entry for {ip}"))
     }
 
+    /// Every neighbour entry: (address, MAC).
+    pub fn neighbours(&self) -> Vec<(IpAddr, [u8; 6])> {
+        self.neighbours.iter().map(|(ip, mac)| (*ip, *mac)).collect()
+    }
+
     /// The neighbour with this MAC, if any (to tell from a DSR frame where it went).
     pub fn neighbour_by_mac(&self, mac: [u8; 6]) -> Option<IpAddr> {
         self.neighbours.iter().find(|(_, m)| **m == mac).map(|(ip, _)| *ip)

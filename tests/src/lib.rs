@@ -31,6 +31,7 @@ pub mod topology;
 pub use child::ChildGuard;
 pub use netns::{Netns, NetnsGuard, list_netns};
 pub mod fib_bed;
+pub mod fuzz;
 pub mod daemon;
 pub mod table_bench;
 pub mod xdp_pass;

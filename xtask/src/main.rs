@@ -1,8 +1,9 @@
-//! `cargo xtask <command>`: project automation (setup, build, test, bench, demo).
+//! `cargo xtask <command>`: project automation (setup, build, test, bench, demo, fuzz).
 
 mod bench;
 mod build;
 mod demo;
+mod fuzz;
 mod setup;
 mod test;
 mod util;
@@ -49,6 +50,12 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Fuzz the packet path (`lb-fuzz [FRAMES] [SEED]`, or `replay HEX`), then the config
+    /// parser and the admin protocol (property tests with many cases). Needs root.
+    Fuzz {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -58,6 +65,7 @@ fn main() -> ExitCode {
         Cmd::Test { args } => test::run(&args),
         Cmd::Bench { args } => bench::run(&args),
         Cmd::Demo { args } => demo::run(&args),
+        Cmd::Fuzz { args } => fuzz::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
