@@ -4,6 +4,8 @@
 mod explain;
 mod status;
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod tests;
 
 pub use explain::{ExplainReport, SessionReport, SlotReport, render_explain};
@@ -14,12 +16,16 @@ use std::{net::SocketAddr, path::Path};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::UnixStream,
 };
 
 /// Where `lb run` listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/lb/lb.sock";
+
+/// The longest admin request the daemon reads: a `lb service add --file` of one service is
+/// the largest real one, far below this. A longer one is refused unread.
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
@@ -75,11 +81,24 @@ pub async fn call(socket: &Path, request: &Request) -> anyhow::Result<Response> 
     serde_json::from_str(&answer).context("lb answered something that is not a response")
 }
 
-/// Reads one request from a connection accepted by the daemon.
+/// Reads one request from a connection accepted by the daemon: at most MAX_REQUEST_BYTES.
 pub async fn read_request(stream: &mut UnixStream) -> anyhow::Result<Request> {
-    let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).await?;
-    serde_json::from_str(&line).with_context(|| format!("bad admin request {line:?}"))
+    let mut line = Vec::new();
+    BufReader::new(stream).take(MAX_REQUEST_BYTES as u64 + 1).read_until(b'\n', &mut line).await?;
+    parse_request(&line)
+}
+
+/// One request line as the daemon reads it: JSON, at most MAX_REQUEST_BYTES.
+pub fn parse_request(line: &[u8]) -> anyhow::Result<Request> {
+    if line.len() > MAX_REQUEST_BYTES {
+        bail!("admin request longer than {MAX_REQUEST_BYTES} bytes: refused");
+    }
+    let text = std::str::from_utf8(line).context("admin request is not UTF-8")?;
+    serde_json::from_str(text).with_context(|| {
+        let shown: String = text.chars().take(200).collect();
+        let more = if shown.len() < text.len() { "..." } else { "" };
+        format!("bad admin request {shown:?}{more}")
+    })
 }
 
 pub async fn write_response(stream: &mut UnixStream, response: &Response) -> anyhow::Result<()> {

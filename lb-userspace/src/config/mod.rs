@@ -13,6 +13,8 @@ mod validate;
 mod validate_shunt;
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod shunt_tests;
