@@ -19,6 +19,7 @@
 pub mod balancing;
 pub mod child;
 pub mod client;
+pub mod flood;
 mod cmd;
 pub mod lb_config;
 pub mod mount_ns;
