@@ -59,7 +59,9 @@ pub fn render(status: &Status) -> String {
         "lb_events_total",
         Kind::Counter,
         "Events on a packet's way: second_choice (the table slot's backend was out of service), \
-         session_rechosen (a session's backend was out of service or gone).",
+         session_rechosen (a session's backend was out of service or gone), syn_not_recorded (a SYN \
+         found its session bucket full of live connections and was forwarded unrecorded), \
+         reply_of_ended_flow (a NAT backend's packet matched a flow that is over and passed untouched).",
     );
     for (event, n) in &status.events {
         f.sample(&[("event", event)], *n);
