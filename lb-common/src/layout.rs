@@ -177,8 +177,9 @@ pub struct Backend {
 pub const SESSION_F_CLOSING: u16 = 1 << 0;
 /// The flow is forwarded by NAT (its service's forwarding when it was recorded).
 pub const SESSION_F_NAT: u16 = 1 << 1;
-/// Recorded at the client's SYN; no later packet of the client has confirmed it yet. Anyone can
-/// send a SYN (a spoofed flood never gets further), so such a record may never displace a
+/// Recorded at the flow's first packet (a SYN, or any packet of a flow without a record); no
+/// later packet of the client has confirmed it yet. Anyone can send one packet from a spoofed
+/// address (a SYN or ACK flood never gets further), so such a record may never displace a
 /// confirmed one (lb_common::session_table::victim_rank). The client's next packet clears it.
 pub const SESSION_F_UNCONFIRMED: u16 = 1 << 2;
 

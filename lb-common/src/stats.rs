@@ -98,9 +98,9 @@ pub enum Event {
     SecondChoice = 0,
     /// A session's backend was out of service or gone; the flow was re-chosen.
     SessionRechosen = 1,
-    /// A SYN found no slot of its bucket it may take (all held by live confirmed flows): it was
-    /// forwarded unrecorded (its client's next packet records it; a NAT SYN-ACK is not rewritten).
-    SynNotRecorded = 2,
+    /// A new flow found no slot of its bucket it may take (all held by live confirmed flows): it
+    /// was forwarded unrecorded (its next packet tries again; a NAT SYN-ACK is not rewritten).
+    NewFlowNotRecorded = 2,
     /// A NAT backend's packet matched a client's record of a flow that is over (a new connection
     /// from the same client port, or past the closing linger): passed untouched, record forgotten.
     ReplyOfEndedFlow = 3,
@@ -115,7 +115,7 @@ pub const EVENT_COUNT: u32 = 6;
 
 impl Event {
     pub const ALL: [Event; EVENT_COUNT as usize] =
-        [Event::SecondChoice, Event::SessionRechosen, Event::SynNotRecorded,
+        [Event::SecondChoice, Event::SessionRechosen, Event::NewFlowNotRecorded,
         Event::ReplyOfEndedFlow,
         Event::SpilledToOverflow,
         Event::EveryChoiceFull,
@@ -125,7 +125,7 @@ impl Event {
         match self {
             Event::SecondChoice => "second_choice",
             Event::SessionRechosen => "session_rechosen",
-            Event::SynNotRecorded => "syn_not_recorded",
+            Event::NewFlowNotRecorded => "new_flow_not_recorded",
             Event::ReplyOfEndedFlow => "reply_of_ended_flow",
             Event::SpilledToOverflow => "spilled_to_overflow",
             Event::EveryChoiceFull => "every_choice_full",

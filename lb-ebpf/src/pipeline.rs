@@ -58,8 +58,8 @@ fn run(ctx: &XdpContext) -> Outcome {
     }
     // Recorded before the NAT rewrite: sessions are keyed by what the client sent (the NAT
     // reply path finds them by the same key).
-    if to.new && !session::record(&flow, &to, pkt.opens_connection(), now) {
-        stats::count_event(Event::SynNotRecorded);
+    if to.new && !session::record(&flow, &to, now) {
+        stats::count_event(Event::NewFlowNotRecorded);
     }
     if pkt.ends_connection() {
         session::mark_closing(&flow);

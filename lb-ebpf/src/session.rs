@@ -1,8 +1,9 @@
 //! Step 3: session forwarding records. A known flow keeps its backend across table changes as
 //! long as that backend is up; NAT replies are matched to their flow through the same record.
-//! A SYN's record is unconfirmed until the client's next packet (it may never displace a
-//! confirmed one, see lb_common::session_table); a FIN/RST marks the record closing, so
-//! userspace can tell ended flows from live ones.
+//! A new record is unconfirmed until the flow's next packet from the client (it may never
+//! displace a confirmed one, see lb_common::session_table): one spoofed packet, SYN or not,
+//! costs no live connection its record. A FIN/RST marks the record closing, so userspace can
+//! tell ended flows from live ones.
 
 use lb_common::{
     BACKEND_F_UP, Backend, SESSION_F_CLOSING, SESSION_F_NAT, SESSION_F_UNCONFIRMED, SERVICE_F_NAT,
@@ -45,7 +46,8 @@ pub fn lookup(flow: &Flow, now_ns: u64) -> Lookup {
     };
     let slot = unsafe { &mut *slot };
     session_table::touch(slot, now_ns);
-    // The lookup runs for every packet but a SYN: this one confirms a SYN's record.
+    // The lookup runs for every packet but a SYN: this one confirms a record made by the flow's
+    // first packet.
     session_table::change_flags(slot, flow.hash, 0, SESSION_F_UNCONFIRMED);
     let session = slot.session;
     let backend_id = session.backend_id;
@@ -71,16 +73,16 @@ pub fn usable_backend(id: u32) -> Option<Backend> {
     Some(*b)
 }
 
-/// Records where the flow goes; `at_syn`: from a SYN, so unconfirmed. False if its bucket had
-/// no slot such a record may take.
+/// Records where the flow goes, unconfirmed until its next packet. False if its bucket had no
+/// slot such a record may take.
 #[inline(always)]
-pub fn record(flow: &Flow, to: &Assignment, at_syn: bool, now_ns: u64) -> bool {
+pub fn record(flow: &Flow, to: &Assignment, now_ns: u64) -> bool {
     let nat = if to.nat { SESSION_F_NAT } else { 0 };
     let session = Session {
         backend_id: to.backend_id,
         generation: to.backend.generation,
         service_id: to.service_id as u16,
-        flags: if at_syn { nat | SESSION_F_UNCONFIRMED } else { nat },
+        flags: nat | SESSION_F_UNCONFIRMED,
     };
     session_table::store(flow, &session, now_ns)
 }

@@ -108,9 +108,19 @@ impl TcpSession {
     /// Sends `line` and returns the line that comes back (the server echoes), proving the
     /// connection still works end to end.
     pub fn echo(&mut self, line: &str) -> Result<String> {
+        self.send(line)?;
+        self.receive()
+    }
+
+    /// Sends `line` (the first half of `echo`, for clients that keep several requests in flight).
+    pub fn send(&mut self, line: &str) -> Result<()> {
         self.writer
             .write_all(format!("{line}\n").as_bytes())
-            .with_context(|| format!("writing to {} (served by {})", self.peer, self.name))?;
+            .with_context(|| format!("writing to {} (served by {})", self.peer, self.name))
+    }
+
+    /// Reads the next line the server sent (the second half of `echo`).
+    pub fn receive(&mut self) -> Result<String> {
         self.read_line()
             .with_context(|| format!("reading echo from {} (served by {})", self.peer, self.name))
     }

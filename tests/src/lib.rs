@@ -20,6 +20,7 @@ pub mod balancing;
 pub mod census_bench;
 pub mod child;
 pub mod client;
+pub mod flood;
 mod cmd;
 pub mod lb_config;
 pub mod mount_ns;

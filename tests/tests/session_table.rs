@@ -94,10 +94,10 @@ fn a_full_bucket_gives_up_unconfirmed_then_closing_then_the_longest_idle_and_a_s
 
     // A SYN (spoofed, for all the table can tell) into a bucket of live connections is
     // forwarded but displaces none of them.
-    let unrecorded = event(&lb, Event::SynNotRecorded);
+    let unrecorded = event(&lb, Event::NewFlowNotRecorded);
     run(&mut lb, &bed, &newcomers[0])?;
     ensure!(recorded(&lb, &flows) == [true, true, true, true, false, false], "a SYN displaced a live flow: {:?}", recorded(&lb, &flows));
-    ensure!(event(&lb, Event::SynNotRecorded) == unrecorded + 1, "syn_not_recorded did not count it");
+    ensure!(event(&lb, Event::NewFlowNotRecorded) == unrecorded + 1, "new_flow_not_recorded did not count it");
 
     // The client closes flow 1: a SYN takes its slot; the next SYN takes that unconfirmed one.
     run(&mut lb, &bed, &fill[1].clone().fin())?;

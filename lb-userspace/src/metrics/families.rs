@@ -139,7 +139,11 @@ impl Collector for Snapshot {
             "lb_events_total",
             counter,
             "Events on a packet's way: second_choice (the table slot's backend was out of service), \
-             session_rechosen (a session's backend was out of service or gone).",
+             session_rechosen (a session's backend was out of service or gone), new_flow_not_recorded \
+             (a new flow found its session bucket full of live connections and was forwarded \
+             unrecorded), reply_of_ended_flow (a NAT backend's packet matched a flow that is over and \
+             passed untouched), spilled_to_overflow (a new flow's choice was at its quota: sent to the \
+             overflow pool), every_choice_full (every choice was at its quota: sent to the first).",
             status.events.iter().map(|(event, n)| (vec![("event", event.clone())], (*n).into())),
         )
     }

@@ -350,6 +350,10 @@ fn main() -> Result<()> {
         let new_flow = cases.iter().find(|c| c.new_flow_every_run).context("no new-flow case")?;
         new_flow_by_capacity(new_flow, repeat / 5, bed.a0.ifindex)?;
     }
+    if only.as_ref().is_none_or(|o| SYN_FLOOD.contains(o.as_str())) {
+        let new_flow = cases.iter().find(|c| c.new_flow_every_run).context("no new-flow case")?;
+        syn_flood(new_flow, repeat / 5, bed.a0.ifindex)?;
+    }
     if only.as_ref().is_none_or(|o| "census".contains(o.as_str())) {
         println!();
         lb_tests::census_bench::print(&lb_tests::census_bench::run(CENSUS_ROUNDS)?);
@@ -381,6 +385,128 @@ fn new_flow_by_capacity(case: &Case, runs: u32, ingress: u32) -> Result<()> {
         println!("{capacity:>12} {:>9} {program:>8.1} {range:>9} {net:>8.1}", format!("{mib} MiB"));
     }
     Ok(())
+}
+
+/// The title of `syn_flood`'s section (and its filter).
+const SYN_FLOOD: &str = "TCP SYN, new flow every run, under a SYN flood";
+
+/// What a SYN costs under a flood: a new flow every run (as spoofed sources are) into a table
+/// the flood has already filled. Two tables per size: full of unconfirmed records (SYNs nobody
+/// followed up: each SYN takes the place of one of them), and full of live confirmed ones (a
+/// bucket of live connections: each SYN is forwarded unrecorded, event new_flow_not_recorded), beside
+/// the same SYN into an empty table. Each table is filled through the program itself, and proven
+/// full of the intended kind before and after the rounds, besides the counters of every round.
+fn syn_flood(case: &Case, runs: u32, ingress: u32) -> Result<()> {
+    // One CPU for the section: a table cleared from userspace on one CPU and then written by
+    // the program on the other would time cache lines crossing between them.
+    let _pinned = PinnedToThisCpu::new()?;
+    println!("\n{SYN_FLOOD} ({})", case.name);
+    println!("an empty table is cleared before every round, whose runs are at most a quarter of its capacity; \
+              compare rows of equal runs: a short round meets most buckets once (cold in cache), a long one \
+              meets a small table's buckets many times (warm)");
+    println!("{:>10} {:<38} {:>7} {:>8} {:>9} {:>8} {:>16}", "capacity", "table", "runs", "program", "range", "net", "not recorded");
+    let ack = tcp_frame(Ipv4Addr::new(10, 200, 99, 1), 80, false);
+    for capacity in [MIN_SESSION_CAPACITY << 4, DEFAULT_SESSION_CAPACITY] {
+        let short = runs.min(capacity / 4);
+        let unconfirmed = Some((&case.frame, Fill::Unconfirmed));
+        let live = Some((&ack, Fill::Confirmed));
+        let mut tables = vec![("empty", None, short), ("full of unconfirmed records (SYNs)", unconfirmed, short),
+            ("full of live connections (confirmed)", live, short)];
+        if short < runs {
+            tables.extend([("full of unconfirmed records (SYNs)", unconfirmed, runs), ("full of live connections (confirmed)", live, runs)]);
+        }
+        for (table, filler, runs) in tables {
+            let mut bench = Bench::new(ingress, capacity)?;
+            if let Some((frame, kind)) = filler {
+                bench.fill(frame, kind)?;
+            }
+            let events = |b: &mut Bench| b.dp().event(lb_common::Event::NewFlowNotRecorded);
+            let before = events(&mut bench);
+            let mut rounds = Vec::with_capacity(ROUNDS);
+            for round in 0..ROUNDS as u32 {
+                if filler.is_none() {
+                    bench.dp().clear_sessions()?;
+                }
+                rounds.push(bench.round(case, runs, FLOOD_STAMPS + round * runs)?);
+            }
+            let not_recorded = events(&mut bench) - before;
+            let total = ROUNDS as u64 * u64::from(runs);
+            let mut programs: Vec<f64> = rounds.iter().map(|r| r.program).collect();
+            let program = median(&mut programs);
+            let net = program + median(&mut rounds.iter().map(|r| r.floor).collect::<Vec<_>>());
+            let range = format!("{:.0}-{:.0}", programs[0], programs[ROUNDS - 1]);
+            // The path, proven: the table still full of its kind, and every SYN recorded (or,
+            // into live connections, none).
+            if let Some((_, kind)) = filler {
+                bench.ensure_full(kind).context("after the rounds")?;
+            }
+            let expected = if filler.is_some_and(|(_, kind)| kind == Fill::Confirmed) { total } else { 0 };
+            ensure!(not_recorded == expected, "{not_recorded} of {total} SYNs not recorded, expected {expected}: another path was measured");
+            println!("{capacity:>10} {table:<38} {runs:>7} {program:>8.1} {range:>9} {net:>8.1} {:>16}", format!("{not_recorded}/{total}"));
+        }
+    }
+    Ok(())
+}
+
+/// Keeps the calling thread on the CPU it runs on until dropped.
+struct PinnedToThisCpu(libc::cpu_set_t);
+
+impl PinnedToThisCpu {
+    fn new() -> Result<Self> {
+        let mut before: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        let size = size_of::<libc::cpu_set_t>();
+        ensure!(unsafe { libc::sched_getaffinity(0, size, &mut before) } == 0, "sched_getaffinity failed");
+        let cpu = unsafe { libc::sched_getcpu() };
+        ensure!(cpu >= 0, "sched_getcpu failed");
+        let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        unsafe { libc::CPU_SET(cpu as usize, &mut one) };
+        ensure!(unsafe { libc::sched_setaffinity(0, size, &one) } == 0, "sched_setaffinity failed");
+        Ok(PinnedToThisCpu(before))
+    }
+}
+
+impl Drop for PinnedToThisCpu {
+    fn drop(&mut self) {
+        unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &self.0) };
+    }
+}
+
+/// First source address stamped by `syn_flood`'s rounds (a fill stamps from FILL_STAMPS, below).
+const FLOOD_STAMPS: u32 = 0x40 << 24;
+const FILL_STAMPS: u32 = 0x10 << 24;
+
+/// The kind of record `Bench::fill` fills the session table with.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fill {
+    /// SYNs of flows that never send again.
+    Unconfirmed,
+    /// Flows past their handshake (non-SYN packets), seen just now.
+    Confirmed,
+}
+
+impl Bench {
+    /// Fills every slot of the session table with records of `kind`: `frame` (a SYN or an ACK
+    /// to a service) through the program, a new flow every run, until the table is full.
+    fn fill(&mut self, frame: &[u8], kind: Fill) -> Result<()> {
+        let capacity = self.dp().session_capacity();
+        // Buckets get new flows at random: at 32 per bucket of 4 on average, a bucket is left
+        // with a free slot at odds of 1 in 10^9, so every bucket of the largest table here fills.
+        let runs = capacity.saturating_mul(8);
+        self.set_target("lb_xdp")?;
+        self.set_frame(frame, true, FILL_STAMPS)?;
+        self.time("lb_bench_harness", frame, runs)?;
+        self.ensure_full(kind).context("after the fill")
+    }
+
+    /// Every slot of the table holds a record of `kind`.
+    fn ensure_full(&mut self, kind: Fill) -> Result<()> {
+        let capacity = self.dp().session_capacity() as usize;
+        let sessions = self.dp().sessions();
+        let of_kind = sessions.iter().filter(|(_, s)| s.is_unconfirmed() == (kind == Fill::Unconfirmed)).count();
+        ensure!(sessions.len() == capacity && of_kind == capacity,
+            "the table holds {} records of {capacity}, {of_kind} of them {kind:?}", sessions.len());
+        Ok(())
+    }
 }
 
 /// Sorts `xs` and returns its middle element.

@@ -4,10 +4,12 @@
 
 mod ready;
 mod tcp;
+mod think;
 mod udp;
 
 pub use ready::{Proto, START_TIMEOUT, is_listening};
 pub use tcp::TcpServer;
+pub use think::ThinkingServer;
 pub use udp::UdpServer;
 
 use crate::topology::Host;

@@ -15,7 +15,7 @@ use super::setup::{
 use super::switch::{Switch, port_name};
 use crate::netns::{Netns, format_mac};
 use anyhow::{Result, bail};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Deref;
 
 /// Third octet of the client-side subnet (10.200.2.0/24, fd00:200:2::/64).
@@ -126,6 +126,20 @@ impl TwoArm {
         let mac = format_mac(&self.client.mac());
         self.lb.ns.ip(&["neigh", "replace", &addr.to_string(), "lladdr", &mac, "nud", "permanent", "dev", ARM0])?;
         Ok(addr)
+    }
+
+    /// Makes `vip` a DSR service address beside the NAT ones: on every backend's `lo` (/32 or
+    /// /128) with arp_ignore=1 / arp_announce=2, as in `OneArm::add_vip`. The client needs no
+    /// route (its default is the lb); a backend's answer leaves from the VIP by its default
+    /// route, the lb's kernel forwards it to the client (not a NAT reply: XDP passes it).
+    pub fn add_dsr_vip(&self, vip: IpAddr) -> Result<()> {
+        let prefix = if vip.is_ipv6() { 128 } else { 32 };
+        for b in &self.backends {
+            b.ns.sysctl("net.ipv4.conf.all.arp_ignore", "1")?;
+            b.ns.sysctl("net.ipv4.conf.all.arp_announce", "2")?;
+            b.ns.ip(&["addr", "replace", &format!("{vip}/{prefix}"), "dev", "lo"])?;
+        }
+        Ok(())
     }
 }
 
