@@ -3,17 +3,18 @@
 //! flow on our machines (its locks and free lists), more than the whole rest of the packet path;
 //! writing one slot of an array costs a few ns.
 //!
-//! A flow lives in one bucket (chosen by its hash) of SESSION_WAYS slots. A new record takes the
-//! slot `victim_rank` ranks first: an empty one, else an unconfirmed one (a SYN nobody followed
-//! up), else a closing flow's, else the least recently seen: LRU within a bucket. A record made
-//! at a SYN never displaces a confirmed, recently seen one, so a SYN flood (spoofed sources
-//! never complete the handshake) cannot evict live connections. Slots are written without
-//! locks by every CPU; a slot whose `check` does not match its contents (never written, or
-//! caught mid-write by another CPU) holds no session.
+//! A flow lives in one bucket (chosen by its hash) of SESSION_WAYS slots. A new record (always
+//! unconfirmed: made by the flow's first packet) takes the slot `victim_rank` ranks first: an
+//! empty one, else an unconfirmed one (a first packet nobody followed up), else a closing
+//! flow's, else the confirmed one seen longest ago if it has gone unseen for about a minute.
+//! It never displaces a confirmed, recently seen record, so a flood of spoofed first packets
+//! (SYN or not) cannot evict live connections. Slots are written without locks by every CPU; a
+//! slot whose `check` does not match its contents (never written, or caught mid-write by
+//! another CPU) holds no session.
 
 use crate::{
     hash::flow_hash,
-    layout::{FlowKey, HASH_FIVE_TUPLE, SESSION_F_UNCONFIRMED, Session},
+    layout::{FlowKey, HASH_FIVE_TUPLE, Session},
     limits::{DEFAULT_SESSION_CAPACITY, MAX_SESSION_CAPACITY, MIN_SESSION_CAPACITY},
 };
 
@@ -87,8 +88,8 @@ pub const fn session_clock(ns: u64) -> u32 {
     (ns >> 30) as u32
 }
 
-/// Ticks a confirmed record must have gone unseen before a SYN's record may take its slot
-/// (about a minute): a flood cannot evict a connection that is in use.
+/// Ticks a confirmed record must have gone unseen before a new record may take its slot (about
+/// a minute): a flood cannot evict a connection that is in use.
 pub const IDLE_FOR_GOOD_TICKS: u32 = 60;
 
 /// Rank offsets of `victim_rank`: every unconfirmed record goes before every closing one,
@@ -99,10 +100,10 @@ const IDLE_RANK_MAX: u32 = CLOSING_RANK - 1;
 
 /// How readily a slot is given up for a new record (the highest rank is taken; the slot of the
 /// new record's own flow is taken before all). `slot` is None for an empty (or torn) slot;
-/// `idle` is the session clock's ticks since the slot's flow was seen; `newcomer_flags` are
-/// the new record's SESSION_F_* bits. None: the slot may not be taken by this newcomer.
+/// `idle` is the session clock's ticks since the slot's flow was seen. None: the slot may not
+/// be taken.
 #[inline(always)]
-pub const fn victim_rank(slot: Option<&Session>, idle: u32, newcomer_flags: u16) -> Option<u32> {
+pub const fn victim_rank(slot: Option<&Session>, idle: u32) -> Option<u32> {
     let Some(s) = slot else {
         return Some(u32::MAX);
     };
@@ -111,7 +112,7 @@ pub const fn victim_rank(slot: Option<&Session>, idle: u32, newcomer_flags: u16)
         Some(UNCONFIRMED_RANK | idle)
     } else if s.is_closing() {
         Some(CLOSING_RANK | idle)
-    } else if newcomer_flags & SESSION_F_UNCONFIRMED != 0 && idle < IDLE_FOR_GOOD_TICKS {
+    } else if idle < IDLE_FOR_GOOD_TICKS {
         None
     } else {
         Some(idle)
@@ -149,25 +150,20 @@ mod tests {
     }
 
     #[test]
-    fn a_syn_never_displaces_a_live_confirmed_record() {
+    fn a_new_record_never_displaces_a_live_confirmed_one() {
         use crate::layout::{SESSION_F_CLOSING, SESSION_F_UNCONFIRMED as U};
-        // What a SYN (unconfirmed newcomer) may take, and in which order.
-        let empty = victim_rank(None, 0, U).unwrap();
-        let unconfirmed_fresh = victim_rank(Some(&with(U)), 0, U).unwrap();
-        let unconfirmed_old = victim_rank(Some(&with(U)), 5, U).unwrap();
-        let closing = victim_rank(Some(&with(SESSION_F_CLOSING)), 1000, U).unwrap();
-        let idle_for_good = victim_rank(Some(&CONFIRMED), IDLE_FOR_GOOD_TICKS, U).unwrap();
+        // What a new record may take, and in which order.
+        let empty = victim_rank(None, 0).unwrap();
+        let unconfirmed_fresh = victim_rank(Some(&with(U)), 0).unwrap();
+        let unconfirmed_old = victim_rank(Some(&with(U)), 5).unwrap();
+        let closing = victim_rank(Some(&with(SESSION_F_CLOSING)), 1000).unwrap();
+        let idle_for_good = victim_rank(Some(&CONFIRMED), IDLE_FOR_GOOD_TICKS).unwrap();
+        let idle_longer = victim_rank(Some(&CONFIRMED), u32::MAX).unwrap();
         assert!(empty > unconfirmed_old && unconfirmed_old > unconfirmed_fresh);
-        assert!(unconfirmed_fresh > closing && closing > idle_for_good);
+        assert!(unconfirmed_fresh > closing && closing > idle_longer && idle_longer > idle_for_good);
         for idle in [0, 1, IDLE_FOR_GOOD_TICKS - 1] {
-            assert_eq!(victim_rank(Some(&CONFIRMED), idle, U), None, "idle {idle}");
+            assert_eq!(victim_rank(Some(&CONFIRMED), idle), None, "idle {idle}");
         }
-        // A confirmed newcomer (a client's packet after its handshake) may take any slot, the
-        // longest idle confirmed one last; idle beyond the rank's range does not overflow.
-        let confirmed_fresh = victim_rank(Some(&CONFIRMED), 0, 0).unwrap();
-        let confirmed_old = victim_rank(Some(&CONFIRMED), 7, 0).unwrap();
-        assert!(confirmed_old > confirmed_fresh);
-        assert!(victim_rank(Some(&with(SESSION_F_CLOSING)), 0, 0).unwrap() > victim_rank(Some(&CONFIRMED), u32::MAX, 0).unwrap());
     }
 
     #[test]

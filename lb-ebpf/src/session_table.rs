@@ -39,7 +39,7 @@ pub fn store(flow: &Flow, session: &Session, now_ns: u64) -> bool {
         return false;
     };
     let now = session_clock(now_ns);
-    let Some(i) = victim(unsafe { &*bucket }, flow.key, session.flags, now) else {
+    let Some(i) = victim(unsafe { &*bucket }, flow.key, now) else {
         return false;
     };
     let slot = unsafe { &mut (*bucket).slots[i] };
@@ -84,10 +84,10 @@ pub fn forget(slot: &mut SessionSlot) {
     slot.check = 0;
 }
 
-/// The slot a new record of `flow` (with SESSION_F_* `flags`) takes: its own old record, else
-/// the one lb_common::victim_rank ranks first; None if it may take none.
+/// The slot a new record of `flow` takes: its own old record, else the one
+/// lb_common::victim_rank ranks first; None if it may take none.
 #[inline(always)]
-fn victim(bucket: &SessionBucket, flow: &FlowKey, flags: u16, now: u32) -> Option<usize> {
+fn victim(bucket: &SessionBucket, flow: &FlowKey, now: u32) -> Option<usize> {
     let mut victim = None;
     let mut best = 0u32;
     for i in 0..SESSION_WAYS {
@@ -98,7 +98,7 @@ fn victim(bucket: &SessionBucket, flow: &FlowKey, flags: u16, now: u32) -> Optio
         // A slot whose check is 0 is empty; a torn one (check not 0, contents racing) ranks as
         // its contents say: the race's winner will rewrite it anyway.
         let held = if slot.check == 0 { None } else { Some(&slot.session) };
-        if let Some(rank) = victim_rank(held, now.wrapping_sub(slot.seen), flags) {
+        if let Some(rank) = victim_rank(held, now.wrapping_sub(slot.seen)) {
             if victim.is_none() || rank > best {
                 victim = Some(i);
                 best = rank;

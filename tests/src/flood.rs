@@ -20,6 +20,7 @@
 //!     rate: 50_000,
 //!     total: 100_000,
 //!     max_duration: Duration::from_secs(10),
+//!     acks_per_hundred: 0,
 //! };
 //! let flood = SynFlood::start(topo.client().ns(), topo.client().dev(), spec)?;
 //! let report = flood.finish()?;
@@ -58,6 +59,9 @@ pub struct FloodSpec {
     pub total: u64,
     /// The flood stops at this age even if `total` is not reached.
     pub max_duration: Duration,
+    /// Of every hundred frames, this many are ACKs of no connection (a spoofed ACK flood: each
+    /// is the first packet of a flow the balancer has not seen), the rest SYNs.
+    pub acks_per_hundred: u8,
 }
 
 /// Why the flood ended.
@@ -209,7 +213,8 @@ impl Rng {
     }
 }
 
-/// One spoofed SYN frame, checksums valid (a backend's kernel answers it like any SYN).
+/// One spoofed SYN (or, `acks_per_hundred` times in a hundred, ACK) frame, checksums valid (a
+/// backend's kernel answers it like any SYN, or with a RST).
 fn syn_frame(spec: &FloodSpec, target: SocketAddrV4, rng: &mut Rng, out: &mut Vec<u8>) -> Result<()> {
     let (net, len) = spec.sources;
     let host_bits = 32 - u32::from(len);
@@ -219,12 +224,12 @@ fn syn_frame(spec: &FloodSpec, target: SocketAddrV4, rng: &mut Rng, out: &mut Ve
     let port = 1024 + ((r >> 32) as u16 % (65535 - 1024));
     let seq = (r >> 16) as u32;
     out.clear();
-    PacketBuilder::ethernet2(spec.src_mac, spec.dst_mac)
+    let tcp = PacketBuilder::ethernet2(spec.src_mac, spec.dst_mac)
         .ipv4(src.to_be_bytes(), target.ip().octets(), 64)
-        .tcp(port, target.port(), seq, 64240)
-        .syn()
-        .write(out, &[])
-        .context("building a SYN")?;
+        .tcp(port, target.port(), seq, 64240);
+    let ack = rng.next() % 100 < u64::from(spec.acks_per_hundred);
+    let tcp = if ack { tcp.ack(seq ^ 0x5555) } else { tcp.syn() };
+    tcp.write(out, &[]).context("building a flood frame")?;
     Ok(())
 }
 

@@ -318,8 +318,8 @@ impl Ctx<'_> {
         let mut fx = Fixture::new(name, input, outcome, Expect::Frame(expected.bytes()));
         fx.events = spec.events.clone();
         fx.checks = vec![
-            // A SYN's record waits for the client's next packet to confirm it.
-            Check::Session { flow: key, backend_id: backend.id, closing: spec.closing, unconfirmed: frame.is_syn() },
+            // A new record waits for the flow's next packet to confirm it.
+            Check::Session { flow: key, backend_id: backend.id, closing: spec.closing, unconfirmed: spec.new_session },
             Check::ServiceTraffic { service_id: svc.info.id, delta },
             Check::BackendTraffic { backend_id: backend.id, delta },
         ];
