@@ -48,6 +48,27 @@ impl Balancer {
         self.switch(i, next)
     }
 
+    /// Marks exactly the backends `full` of `service` full (the rest not): one switch for all
+    /// of the service's marks, none when nothing changes. Returns the backends whose mark
+    /// changed, with their new mark. Addresses that are not the service's backends are ignored
+    /// (a backend removed since they were measured).
+    pub fn set_full_marks(&mut self, service: &str, full: &[SocketAddr]) -> Result<Vec<(SocketAddr, bool)>, LiveError> {
+        let i = self.service_index(service)?;
+        let mut next = self.services[i].clone();
+        let mut changed = Vec::new();
+        for b in &mut next.backends {
+            let mark = full.contains(&b.addr);
+            if b.full != mark {
+                b.full = mark;
+                changed.push((b.addr, mark));
+            }
+        }
+        if !changed.is_empty() {
+            self.switch(i, next)?;
+        }
+        Ok(changed)
+    }
+
     fn service_index(&self, service: &str) -> Result<usize, LiveError> {
         self.services
             .iter()

@@ -78,6 +78,13 @@ impl Lifecycle {
         self.state
     }
 
+    /// A reload changed min_open_secs or drain_timeout: they apply from now on, to the state
+    /// the pool is in (a running min_open or drain counts from when it began).
+    pub fn set_timeouts(&mut self, min_open: Duration, drain_timeout: Duration) {
+        self.min_open = min_open.as_secs() as i64;
+        self.drain_timeout = drain_timeout.as_secs() as i64;
+    }
+
     /// When the pool entered its state.
     pub fn since(&self) -> UnixSecs {
         self.since
