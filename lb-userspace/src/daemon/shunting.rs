@@ -68,6 +68,9 @@ struct Shunted {
     logged: u64,
     /// Times the pool went from closed to opening since lb started.
     opened_total: u64,
+    /// When the pool last began closing, while it is closing: its drain is decided only on a
+    /// session count that started after (`SessionCensus::taken`).
+    closing_began: Option<Instant>,
 }
 
 pub(super) struct Shunting {
@@ -112,7 +115,12 @@ impl Shunting {
                 Some(s)
             });
             let entry = kept.or_else(|| {
-                ServiceShunt::new(svc, now).map(|shunt| Shunted { logged: shunt.events_pushed(), shunt, opened_total: 0 })
+                ServiceShunt::new(svc, now).map(|shunt| Shunted {
+                    logged: shunt.events_pushed(),
+                    shunt,
+                    opened_total: 0,
+                    closing_began: None,
+                })
             });
             if let Some(e) = entry {
                 services.insert(svc.name.clone(), e);
@@ -173,7 +181,8 @@ impl Shunting {
             let open = match self.services.get_mut(&name) {
                 Some(s) => {
                     let sample = service_sample(config, &measured, &samples);
-                    Some(tick_service(&name, s, now, &sample, &measured, &mut self.accounts, self.hook_timeout))
+                    let counted_at = census.taken();
+                    Some(tick_service(&name, s, now, &sample, &measured, counted_at, &mut self.accounts, self.hook_timeout))
                 }
                 None => None,
             };
@@ -318,17 +327,37 @@ impl Shunting {
 }
 
 /// One service's second: the policy's tick, its hook, its accounts and its log. Returns the
-/// overflow backends that take new flows now.
+/// overflow backends that take new flows now. `counted_at`: when the walk behind the session
+/// counts in `measured` started.
+#[allow(clippy::too_many_arguments)]
 fn tick_service(
     name: &str,
     s: &mut Shunted,
     now: UnixSecs,
     sample: &crate::policy::ServiceSample,
     measured: &[Measured],
+    counted_at: Option<Instant>,
     accounts: &mut Accounts,
     hook_timeout: Duration,
 ) -> Vec<SocketAddr> {
-    let outcome = s.shunt.tick(now, sample, &observations(measured));
+    let mut seen = observations(measured);
+    let counted_since_closing = match s.closing_began {
+        Some(began) => counted_at.is_some_and(|walk| walk > began),
+        None => true,
+    };
+    if !counted_since_closing {
+        // A count from before the close misses sessions opened just before it: keep the
+        // higher of it and what was known, so a backend with sessions stays draining.
+        for o in &mut seen {
+            o.sessions = o.sessions.max(s.shunt.backends().get(o.addr).map_or(0, |b| b.sessions));
+        }
+    }
+    let outcome = s.shunt.tick_counted(now, sample, &seen, counted_since_closing);
+    s.closing_began = match (s.shunt.state(), s.closing_began) {
+        (ShuntState::Closing, Some(began)) => Some(began),
+        (ShuntState::Closing, None) => Some(Instant::now()),
+        _ => None,
+    };
     for e in s.shunt.events_since(s.logged) {
         if matches!(e.kind, EventKind::Pool { from: ShuntState::Closed, to: ShuntState::Opening }) {
             s.opened_total += 1;

@@ -117,6 +117,18 @@ impl ServiceShunt {
 
     /// One second: `sample` of the service, `overflow` what is known of its overflow backends.
     pub fn tick(&mut self, now: UnixSecs, sample: &ServiceSample, overflow: &[BackendObservation]) -> TickOutcome {
+        self.tick_counted(now, sample, overflow, true)
+    }
+
+    /// `tick`, told whether the sessions in `overflow` were counted after the pool began
+    /// closing (a count can be older than the tick, see `Lifecycle::follow_counted`).
+    pub fn tick_counted(
+        &mut self,
+        now: UnixSecs,
+        sample: &ServiceSample,
+        overflow: &[BackendObservation],
+        counted_since_closing: bool,
+    ) -> TickOutcome {
         match self.rules.observe(sample) {
             Some(RuleEdge::Enter(held)) => self.events.push(now, EventKind::TriggerFired, Why::Rule(held)),
             Some(RuleEdge::Exit(held)) => {
@@ -131,7 +143,7 @@ impl ServiceShunt {
         let demand = self.triggers.demand(self.rules.claim());
         // The pool's sessions as of this second, for the drain decision.
         let pool_sessions = self.backends_seen(overflow);
-        let hook = self.lifecycle.follow(now, &demand, pool_sessions, &mut self.events);
+        let hook = self.lifecycle.follow_counted(now, &demand, pool_sessions, counted_since_closing, &mut self.events);
         let first_openings = self.backends.update(now, self.lifecycle.state(), overflow, &mut self.events);
         let taking_new_flows = self.backends.taking_new_flows();
         if let Some(&first) = taking_new_flows.first() {
