@@ -186,10 +186,10 @@ impl Shunting {
                 }
                 None => None,
             };
-            if let Some(open) = open {
-                if balancer.set_pool_open(&name, &open)? {
-                    tracing::info!(service = %name, taking_new_flows = ?open, "overflow pool table changed");
-                }
+            if let Some(open) = open
+                && balancer.set_pool_open(&name, &open)?
+            {
+                tracing::info!(service = %name, taking_new_flows = ?open, "overflow pool table changed");
             }
             for (backend, full) in balancer.set_full_marks(&name, &full)? {
                 tracing::info!(service = %name, %backend, full, "backend full mark (max_sessions / max_bytes_per_sec) changed");
@@ -374,11 +374,11 @@ fn tick_service(
             contributions.record_second(name, b.state, &m.counted_sample());
         }
     }
-    if let Some(run) = outcome.hook {
-        if let Some(argv) = run.argv {
-            // Detached: it reports its own end in the log.
-            drop(hooks::spawn(name, run.hook, argv, hook_timeout));
-        }
+    if let Some(run) = outcome.hook
+        && let Some(argv) = run.argv
+    {
+        // Detached: it reports its own end in the log.
+        drop(hooks::spawn(name, run.hook, argv, hook_timeout));
     }
     outcome.taking_new_flows
 }
