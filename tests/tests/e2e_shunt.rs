@@ -259,6 +259,9 @@ fn an_operator_opens_and_closes_the_overflow_pool_and_its_backends_are_accounted
     let v = lb.cli_json(&web_status)?;
     ensure!(shunt_of(&v)["why"] == "overflow sessions drained" && shunt_of(&v)["opened_total"] == 1, "{v}");
     alive(&mut primary_sessions, "after the close")?;
+    // Released to the automatic triggers (none here): it stays closed.
+    let out = lb.cli(&["shunt", "release", "web"])?;
+    ensure!(out.contains("service web: overflow pool closed"), "{out}");
 
     // The accounts equal what the test sent to each overflow backend, and lb's own counters.
     let deadline = Instant::now() + WAIT;

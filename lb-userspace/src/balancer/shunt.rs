@@ -54,16 +54,18 @@ impl Balancer {
     /// (a backend removed since they were measured).
     pub fn set_full_marks(&mut self, service: &str, full: &[SocketAddr]) -> Result<Vec<(SocketAddr, bool)>, LiveError> {
         let i = self.service_index(service)?;
-        let mut next = self.services[i].clone();
-        let mut changed = Vec::new();
-        for b in &mut next.backends {
-            let mark = full.contains(&b.addr);
-            if b.full != mark {
-                b.full = mark;
-                changed.push((b.addr, mark));
-            }
-        }
+        // Called every second for every service: nothing is cloned unless a mark changes.
+        let changed: Vec<(SocketAddr, bool)> = self.services[i]
+            .backends
+            .iter()
+            .filter(|b| b.full != full.contains(&b.addr))
+            .map(|b| (b.addr, !b.full))
+            .collect();
         if !changed.is_empty() {
+            let mut next = self.services[i].clone();
+            for b in &mut next.backends {
+                b.full = full.contains(&b.addr);
+            }
             self.switch(i, next)?;
         }
         Ok(changed)

@@ -28,7 +28,7 @@ use crate::{
         ShuntServiceStatus, ShuntSummary,
     },
     balancer::{Balancer, LiveError},
-    config::{Config, LoadAlertsConfig, Quota, ServiceConfig},
+    config::{Config, LoadAlertsConfig, Pool, Quota, ServiceConfig},
     health::StatusTable,
     policy::{
         AlertMetric, BackendReport, EventKind, ExternalCommand, LoadAlerts, ManualCommand, PolicyError, QuotaUse,
@@ -186,7 +186,14 @@ impl Shunting {
                 }
                 None => None,
             };
+            // The balancer clones the service to compare: ask only when the set changed.
+            let same = |open: &[SocketAddr]| {
+                balancer.service(&name).is_ok_and(|svc| {
+                    svc.backends.iter().filter(|b| b.pool == Pool::Overflow).all(|b| b.open == open.contains(&b.addr))
+                })
+            };
             if let Some(open) = open
+                && !same(&open)
                 && balancer.set_pool_open(&name, &open)?
             {
                 tracing::info!(service = %name, taking_new_flows = ?open, "overflow pool table changed");
