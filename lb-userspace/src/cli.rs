@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::{
     api::{self, Request},
     config::DEFAULT_WEIGHT,
+    daemon::DEFAULT_STATE_DIR,
     dataplane::{DEFAULT_INSTANCE, Instance, XdpModeArg},
 };
 
@@ -50,6 +51,10 @@ pub enum Command {
         /// (1 to 64 of A-Z a-z 0-9 _ -). Give every instance on a host its own.
         #[arg(long, value_name = "NAME", default_value = DEFAULT_INSTANCE)]
         instance: Instance,
+        /// Directory for what survives a restart (the overflow backends' contribution
+        /// accounts); created (mode 0700) if missing.
+        #[arg(long, value_name = "DIR", env = "LB_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
     },
     /// Show services, backends (health, drain, sessions, rates) and counters of a running instance.
     Status {
@@ -86,6 +91,14 @@ pub enum Command {
     /// Re-read the config file the running instance was started with and apply the difference
     /// (unchanged services are not touched). Live changes not in the file are undone.
     Reload {
+        #[command(flatten)]
+        admin: AdminSocket,
+    },
+    /// Traffic shunting: open or close a service's overflow pool, see its state and the
+    /// overflow backends' contribution accounts.
+    Shunt {
+        #[command(subcommand)]
+        op: ShuntOp,
         #[command(flatten)]
         admin: AdminSocket,
     },
@@ -160,6 +173,41 @@ impl BackendOp {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum ShuntOp {
+    /// Open the service's overflow pool now and hold it open, whatever the automatic triggers
+    /// say, until `close` or `release`. Its overflow backends take flows once healthy.
+    Open {
+        service: String,
+        /// Why, for `lb shunt status` and the log.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Close the pool now (no new flows to it; its sessions go on, then on_close runs) and
+    /// hold it closed, whatever the automatic triggers say, until `open` or `release`.
+    Close {
+        service: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Give control of the pool back to the automatic triggers (rules, windows, pushes).
+    Release { service: String },
+    /// Each shunted service's pool: state, since, why, its overflow backends, its last events.
+    Status {
+        /// Only this service.
+        service: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What each overflow backend contributed: openings, seconds open, new sessions, packets, bytes.
+    Report {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum ServiceOp {
     /// Add the service a TOML file describes (one [[service]], as in the config file).
     Add {
@@ -198,6 +246,37 @@ mod tests {
             Command::Run { instance, .. } => Ok(instance.to_string()),
             other => panic!("not run: {other:?}"),
         }
+    }
+
+    fn state_dir(args: &[&str]) -> std::path::PathBuf {
+        match Cli::try_parse_from(args).expect("parses").command {
+            Command::Run { state_dir, .. } => state_dir,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_state_dir_is_var_lib_lb_unless_given() {
+        // LB_STATE_DIR (the environment's override) is not set for unit tests.
+        if std::env::var_os("LB_STATE_DIR").is_none() {
+            assert_eq!(state_dir(&["lb", "run", "-c", "x", "-i", "e"]), std::path::Path::new("/var/lib/lb"));
+        }
+        assert_eq!(state_dir(&["lb", "run", "-c", "x", "-i", "e", "--state-dir", "/tmp/s"]), std::path::Path::new("/tmp/s"));
+    }
+
+    #[test]
+    fn shunt_commands_parse_with_an_optional_reason() {
+        use super::ShuntOp;
+        let op = |args: &[&str]| match Cli::try_parse_from(args).expect("parses").command {
+            Command::Shunt { op, .. } => op,
+            other => panic!("not shunt: {other:?}"),
+        };
+        assert!(matches!(op(&["lb", "shunt", "open", "web", "--reason", "surge"]),
+            ShuntOp::Open { service, reason } if service == "web" && reason == "surge"));
+        assert!(matches!(op(&["lb", "shunt", "close", "web"]), ShuntOp::Close { reason, .. } if reason.is_empty()));
+        assert!(matches!(op(&["lb", "shunt", "status", "--json"]), ShuntOp::Status { service: None, json: true }));
+        assert!(matches!(op(&["lb", "shunt", "report"]), ShuntOp::Report { json: false }));
+        assert!(Cli::try_parse_from(["lb", "shunt", "open"]).is_err(), "a service is required");
     }
 
     #[test]

@@ -3,8 +3,8 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use clap::Parser;
 use lb::{
-    api::{self, Request, Response},
-    cli::{Cli, Command, ServiceOp},
+    api::{self, Request, Response, ShuntAction},
+    cli::{Cli, Command, ServiceOp, ShuntOp},
     config::{Config, session_table_mib},
     daemon::{self, RunArgs},
 };
@@ -25,8 +25,8 @@ async fn main() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { config, interfaces, xdp_mode, admin_socket, metrics_listen, instance } => {
-            daemon::run(RunArgs { config, interfaces, xdp_mode, admin_socket, metrics_listen, instance }).await
+        Command::Run { config, interfaces, xdp_mode, admin_socket, metrics_listen, instance, state_dir } => {
+            daemon::run(RunArgs { config, interfaces, xdp_mode, admin_socket, metrics_listen, instance, state_dir }).await
         }
         Command::CheckConfig { config } => {
             let c = Config::load(&config)?;
@@ -81,6 +81,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             done(ask(&admin.path, request).await?)
         }
         Command::Reload { admin } => done(ask(&admin.path, Request::Reload).await?),
+        Command::Shunt { op, admin } => shunt(&admin.path, op).await,
+    }
+}
+
+async fn shunt(socket: &Path, op: ShuntOp) -> anyhow::Result<()> {
+    let command = |service, action| Request::Shunt { service, action };
+    match op {
+        ShuntOp::Open { service, reason } => done(ask(socket, command(service, ShuntAction::Open { reason })).await?),
+        ShuntOp::Close { service, reason } => done(ask(socket, command(service, ShuntAction::Close { reason })).await?),
+        ShuntOp::Release { service } => done(ask(socket, command(service, ShuntAction::Release)).await?),
+        ShuntOp::Status { service, json } => match ask(socket, Request::ShuntStatus { service }).await? {
+            Response::ShuntStatus(s) if json => print_json(&s),
+            Response::ShuntStatus(s) => {
+                print!("{}", api::render_shunt_status(&s));
+                Ok(())
+            }
+            other => unexpected(other),
+        },
+        ShuntOp::Report { json } => match ask(socket, Request::ShuntReport).await? {
+            Response::ShuntReport(r) if json => print_json(&r),
+            Response::ShuntReport(r) => {
+                print!("{}", api::render_report(&r));
+                Ok(())
+            }
+            other => unexpected(other),
+        },
     }
 }
 

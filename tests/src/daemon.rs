@@ -43,6 +43,8 @@ pub struct LbDaemon {
     /// `--instance`: the pins are under /sys/fs/bpf/lb/<instance> in lb's mount namespace.
     pub instance: String,
     config: PathBuf,
+    /// `--state-dir` of this daemon, when the test did not give one: removed on drop.
+    own_state_dir: Option<PathBuf>,
     ns_name: String,
     ifaces: Vec<String>,
 }
@@ -90,6 +92,11 @@ impl LbDaemon {
             args.push(i);
         }
         args.extend_from_slice(options);
+        let own_state_dir = (!options.contains(&"--state-dir")).then(|| dir.join(format!("{id}.state")));
+        let state_s = own_state_dir.as_ref().map(|d| d.to_string_lossy().to_string());
+        if let Some(d) = &state_s {
+            args.extend(["--state-dir", d.as_str()]);
+        }
         let instance = match options.iter().position(|o| *o == "--instance") {
             Some(i) => options.get(i + 1).context("--instance without a name")?.to_string(),
             None => {
@@ -103,6 +110,7 @@ impl LbDaemon {
             socket,
             instance,
             config: config_path,
+            own_state_dir,
             ns_name: ns.name().to_string(),
             ifaces: ifaces.iter().map(|i| i.to_string()).collect(),
         })
@@ -194,15 +202,38 @@ impl LbDaemon {
         })
     }
 
+    /// The `--state-dir` lb was started with, when this helper chose it.
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.own_state_dir.as_deref()
+    }
+
+    /// `lb <args> --json` of this daemon, parsed.
+    pub fn cli_json(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let mut all = args.to_vec();
+        all.push("--json");
+        Ok(serde_json::from_str(&self.cli(&all)?)?)
+    }
+
     /// Waits until `cond` holds on the status, or fails after `timeout` with the last status.
     pub fn wait_for(&mut self, what: &str, timeout: Duration, cond: impl Fn(&serde_json::Value) -> bool) -> Result<()> {
+        self.wait_for_json(&["status"], what, timeout, cond)
+    }
+
+    /// `wait_for` on another command's `--json` answer (e.g. `["shunt", "status", "web"]`).
+    pub fn wait_for_json(
+        &mut self,
+        args: &[&str],
+        what: &str,
+        timeout: Duration,
+        cond: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<()> {
         let start = Instant::now();
         let mut last = None;
         while start.elapsed() < timeout {
             if !self.process.is_running() {
                 bail!("lb exited while waiting for {what}: {}", self.process.stderr_tail());
             }
-            match self.status() {
+            match self.cli_json(args) {
                 Ok(s) if cond(&s) => return Ok(()),
                 Ok(s) => last = Some(s.to_string()),
                 Err(e) => last = Some(e.to_string()),
@@ -240,5 +271,8 @@ impl Drop for LbDaemon {
         let _ = self.process.kill();
         let _ = std::fs::remove_file(&self.config);
         let _ = std::fs::remove_file(&self.socket);
+        if let Some(dir) = &self.own_state_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! One JSON request line in, one JSON response line out, then the connection closes.
 
 mod explain;
+mod shunt;
 mod status;
 #[cfg(test)]
 mod fuzz_tests;
@@ -9,7 +10,11 @@ mod fuzz_tests;
 mod tests;
 
 pub use explain::{ExplainReport, SessionReport, SlotReport, render_explain};
-pub use status::{BackendStatus, DrainStatus, Rates, ServiceStatus, Status, render_text};
+pub use shunt::{
+    ContributionCounts, ContributionReport, ContributionRow, ShuntAction, ShuntBackendStatus, ShuntEvent,
+    ShuntServiceStatus, render_report, render_shunt_status, when,
+};
+pub use status::{BackendStatus, DrainStatus, QuotaStatus, Rates, ServiceStatus, ShuntSummary, Status, render_text};
 
 use std::{net::SocketAddr, path::Path};
 
@@ -46,6 +51,12 @@ pub enum Request {
     Explain { service: String, client: SocketAddr },
     /// The metrics in the Prometheus text format.
     Metrics,
+    /// `lb shunt open|close|release SERVICE`: the operator's command to a service's overflow pool.
+    Shunt { service: String, action: ShuntAction },
+    /// `lb shunt status [SERVICE]`: every shunted service, or one.
+    ShuntStatus { service: Option<String> },
+    /// `lb shunt report`: the contribution accounts.
+    ShuntReport,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -57,6 +68,8 @@ pub enum Response {
     Explain(Box<ExplainReport>),
     /// Prometheus text exposition.
     Metrics(String),
+    ShuntStatus(Vec<ShuntServiceStatus>),
+    ShuntReport(ContributionReport),
     Error(String),
 }
 

@@ -8,6 +8,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+use super::ContributionRow;
 use crate::dataplane::Counters;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -39,6 +40,9 @@ pub struct Status {
     /// `session_count_age_secs` ago: how full the table is. None before the first walk.
     #[serde(default)]
     pub sessions_active: Option<u64>,
+    /// The overflow backends' contribution accounts (`lb shunt report`).
+    #[serde(default)]
+    pub contributions: Vec<ContributionRow>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -52,6 +56,20 @@ pub struct ServiceStatus {
     pub backends_in_service: u32,
     pub counters: Counters,
     pub backends: Vec<BackendStatus>,
+    /// Its overflow pool, for a service with `[service.shunt]` (`lb shunt status` has more).
+    #[serde(default)]
+    pub shunt: Option<ShuntSummary>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ShuntSummary {
+    /// closed | opening | open | closing.
+    pub state: String,
+    /// Unix seconds.
+    pub since: i64,
+    pub why: String,
+    /// Times the pool opened since lb started.
+    pub opened_total: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -75,6 +93,55 @@ pub struct BackendStatus {
     pub last_check_latency_ms: Option<f64>,
     pub last_error: Option<String>,
     pub counters: Counters,
+    /// "primary" or "overflow".
+    #[serde(default = "primary")]
+    pub pool: String,
+    /// An overflow backend in its pool's table (it takes spilled new flows); false for primaries.
+    #[serde(default)]
+    pub taking_overflow: bool,
+    /// Marked full (measured at its max_sessions or max_bytes_per_sec): no new flow while
+    /// another choice has room.
+    #[serde(default)]
+    pub full: bool,
+    /// Its quotas and how much of each it used in the last second; None without quotas.
+    #[serde(default)]
+    pub quota: Option<QuotaStatus>,
+    /// Per `[service.load_alerts]` threshold (metric name): whether it is over it now.
+    #[serde(default)]
+    pub load_alerts: BTreeMap<String, bool>,
+}
+
+fn primary() -> String {
+    "primary".into()
+}
+
+/// A backend's quotas and its use of them over the last second, in percent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct QuotaStatus {
+    pub max_new_sessions_per_sec: Option<u32>,
+    pub max_sessions: Option<u32>,
+    pub max_bytes_per_sec: Option<u64>,
+    pub new_sessions_percent: Option<f64>,
+    pub sessions_percent: Option<f64>,
+    pub bytes_percent: Option<f64>,
+}
+
+impl QuotaStatus {
+    /// "new/s 12% sessions 80%": each quota it has, with its use.
+    pub fn summary(&self) -> String {
+        let parts = [
+            ("new/s", self.max_new_sessions_per_sec.map(u64::from), self.new_sessions_percent),
+            ("sessions", self.max_sessions.map(u64::from), self.sessions_percent),
+            ("B/s", self.max_bytes_per_sec, self.bytes_percent),
+        ];
+        parts
+            .iter()
+            .filter_map(|(what, max, used)| {
+                max.map(|m| format!("{what} {}/{m}", used.map_or("-".into(), |u| format!("{u:.0}%"))))
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -118,6 +185,9 @@ pub fn render_text(s: &Status) -> String {
             svc.backends_in_service, svc.backends.len(),
             svc.counters.packets, svc.counters.bytes, svc.counters.new_sessions
         );
+        if let Some(sh) = &svc.shunt {
+            let _ = writeln!(out, "  shunt: {} since {} ({}); opened {} time(s)", sh.state, super::shunt::when(sh.since), sh.why, sh.opened_total);
+        }
         for b in &svc.backends {
             let latency = b.last_check_latency_ms.map(|l| format!("{l:.1}ms")).unwrap_or_else(|| "-".into());
             let error = b.last_error.as_deref().map(|e| format!("  last error: {e}")).unwrap_or_default();
@@ -126,9 +196,18 @@ pub fn render_text(s: &Status) -> String {
                 .map(|d| format!(" draining {:.0}/{} s", d.elapsed_secs, d.timeout_secs))
                 .unwrap_or_default();
             let r = b.rates;
+            let pool = match (b.pool.as_str(), b.taking_overflow) {
+                ("primary", _) => String::new(),
+                (pool, true) => format!(" {pool}(taking flows)"),
+                (pool, false) => format!(" {pool}"),
+            };
+            let quota = b.quota.map(|q| format!(" quota {}", q.summary())).unwrap_or_default();
+            let full = if b.full { " FULL" } else { "" };
+            let alerts: Vec<&str> = b.load_alerts.iter().filter(|(_, on)| **on).map(|(m, _)| m.as_str()).collect();
+            let alerts = if alerts.is_empty() { String::new() } else { format!(" ALERT {}", alerts.join(",")) };
             let _ = writeln!(
                 out,
-                "  {:<28} w={:<4} {:<4}{drain} check={:<8} active={} new/s={:.1} pkt/s={:.1} B/s={:.0}  \
+                "  {:<28} w={:<4} {:<4}{pool}{drain}{full} check={:<8} active={} new/s={:.1} pkt/s={:.1} B/s={:.0}{quota}{alerts}  \
                  packets={} bytes={} sessions={}{}",
                 b.address.to_string(), b.weight, b.health, latency, b.active_sessions,
                 r.new_sessions_per_sec, r.packets_per_sec, r.bytes_per_sec,

@@ -48,6 +48,29 @@ impl Balancer {
         self.switch(i, next)
     }
 
+    /// Marks exactly the backends `full` of `service` full (the rest not): one switch for all
+    /// of the service's marks, none when nothing changes. Returns the backends whose mark
+    /// changed, with their new mark. Addresses that are not the service's backends are ignored
+    /// (a backend removed since they were measured).
+    pub fn set_full_marks(&mut self, service: &str, full: &[SocketAddr]) -> Result<Vec<(SocketAddr, bool)>, LiveError> {
+        let i = self.service_index(service)?;
+        // Called every second for every service: nothing is cloned unless a mark changes.
+        let changed: Vec<(SocketAddr, bool)> = self.services[i]
+            .backends
+            .iter()
+            .filter(|b| b.full != full.contains(&b.addr))
+            .map(|b| (b.addr, !b.full))
+            .collect();
+        if !changed.is_empty() {
+            let mut next = self.services[i].clone();
+            for b in &mut next.backends {
+                b.full = full.contains(&b.addr);
+            }
+            self.switch(i, next)?;
+        }
+        Ok(changed)
+    }
+
     fn service_index(&self, service: &str) -> Result<usize, LiveError> {
         self.services
             .iter()

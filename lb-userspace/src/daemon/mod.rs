@@ -2,13 +2,17 @@
 //! and the config file (SIGHUP or `lb reload`), answer metrics scrapes (`--metrics-listen`),
 //! and detach and unpin cleanly on SIGINT/SIGTERM.
 
+mod accounts;
 mod admin;
 mod checkers;
 mod explain;
+mod hooks;
 mod ops;
 mod preflight;
 mod rates;
 mod sessions;
+mod shunt_samples;
+mod shunting;
 mod state;
 mod status;
 
@@ -26,8 +30,12 @@ use crate::{
     config::Config,
     dataplane::{Dataplane, Instance, LoadOptions, PinDir, XdpModeArg},
     metrics,
+    state::FileStore,
 };
 use state::{Daemon, TICK};
+
+/// Where `lb run` keeps what survives a restart unless told otherwise (`--state-dir`).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/lb";
 
 pub struct RunArgs {
     pub config: PathBuf,
@@ -38,6 +46,8 @@ pub struct RunArgs {
     pub metrics_listen: Option<SocketAddr>,
     /// Names the pin directory, /sys/fs/bpf/lb/<instance>.
     pub instance: Instance,
+    /// What survives a restart (the contribution accounts) is kept here.
+    pub state_dir: PathBuf,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -45,6 +55,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     preflight::privileges()?;
     preflight::check(&args.interfaces, &config)?;
+    let accounts = accounts::Accounts::load(FileStore::open(&args.state_dir)?)?;
     // A running instance of the same name refuses this one before any socket is bound. From
     // here on a failure drops `pins`, which removes the directory and whatever was pinned.
     let pins = PinDir::claim(&args.instance)?;
@@ -64,7 +75,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         socket = %args.admin_socket.display(),
         "attached; backends enter service as their health checks pass"
     );
-    let mut daemon = Daemon::start(balancer, args).await?;
+    let mut daemon = Daemon::start(balancer, args, accounts).await?;
     // Scrapes are rendered on this loop (the daemon's data has one owner); the HTTP side only
     // carries them. Without a listener the channel has no sender and its branch stays idle.
     let (scrape_tx, mut scrapes) = mpsc::channel::<metrics::http::ScrapeRequest>(8);
@@ -97,8 +108,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 daemon.answer(request, reply).await;
             }
             _ = tick.tick() => match daemon.tick().await {
-                Err(LiveError::Dataplane(e)) => break Err(anyhow::Error::new(e).context("finishing drains")),
-                Err(e) => tracing::warn!("finishing a drain failed: {e:#}"),
+                Err(LiveError::Dataplane(e)) => break Err(anyhow::Error::new(e).context("the once-a-second update")),
+                Err(e) => tracing::warn!("the once-a-second update failed: {e:#}"),
                 Ok(()) => {}
             },
             // Walks of SESSIONS run on a blocking thread; the loop only takes their counts.

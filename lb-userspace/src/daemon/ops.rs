@@ -8,11 +8,17 @@ use std::{
 use anyhow::{Context, bail};
 use tokio::sync::oneshot;
 
-use super::{explain, preflight, state::Daemon, status};
+use super::{
+    explain, preflight,
+    shunting::{ShuntCommand, unix_now},
+    state::Daemon,
+    status,
+};
 use crate::{
-    api::{Request, Response},
+    api::{Request, Response, ShuntAction},
     balancer::flow_key,
     config::Config,
+    policy::ManualCommand,
 };
 
 /// A drain's answer, sent once a walk of SESSIONS that started after the drain has counted
@@ -27,9 +33,29 @@ pub(super) struct DrainReply {
     reply: oneshot::Sender<Response>,
 }
 
+/// A shunt command's answer, sent once the tick that acts on it has run: it says what the
+/// pool then is.
+pub(super) struct ShuntReply {
+    service: String,
+    reply: oneshot::Sender<Response>,
+}
+
 impl Daemon {
-    /// Answers an admin request; a drain's answer waits (off the loop) for the next count.
+    /// Answers an admin request; a drain's answer waits (off the loop) for the next count, a
+    /// shunt command's for the next tick.
     pub async fn answer(&mut self, request: Request, reply: oneshot::Sender<Response>) {
+        if let Request::Shunt { service, action } = request {
+            let command = ShuntCommand::Manual(match action {
+                ShuntAction::Open { reason } => ManualCommand::Open { reason },
+                ShuntAction::Close { reason } => ManualCommand::Close { reason },
+                ShuntAction::Release => ManualCommand::Release,
+            });
+            match self.shunting.command(&self.balancer, unix_now(), &service, command) {
+                Ok(()) => self.shunt_replies.push(ShuntReply { service, reply }),
+                Err(e) => drop(reply.send(Response::Error(format!("{e:#}")))),
+            }
+            return;
+        }
         let Request::BackendDrain { service, backend, timeout_secs } = request else {
             let _ = reply.send(self.handle(request).await);
             return;
@@ -65,8 +91,20 @@ impl Daemon {
         }
     }
 
+    /// Answers the shunt commands the last tick acted on.
+    pub(super) fn answer_shunt_commands(&mut self) {
+        for ShuntReply { service, reply } in std::mem::take(&mut self.shunt_replies) {
+            let _ = reply.send(Response::Done(vec![self.shunting.describe(&service)]));
+        }
+    }
+
     pub async fn handle(&mut self, request: Request) -> Response {
         match request {
+            Request::ShuntStatus { service } => match self.shunting.status(&self.balancer, service.as_deref()) {
+                Ok(s) => Response::ShuntStatus(s),
+                Err(e) => Response::Error(format!("{e:#}")),
+            },
+            Request::ShuntReport => Response::ShuntReport(self.shunting.report()),
             Request::Status => Response::Status(Box::new(status::status(self))),
             Request::Metrics => Response::Metrics(crate::metrics::render(&status::status(self))),
             Request::Explain { service, client } => match self.explain(&service, client) {
@@ -107,7 +145,14 @@ impl Daemon {
                 b.add_service(&toml)?
             }
             Request::ServiceRemove { name } => b.remove_service(&name)?,
-            Request::Status | Request::Metrics | Request::Explain { .. } | Request::Reload | Request::BackendDrain { .. } => {
+            Request::Status
+            | Request::Metrics
+            | Request::Explain { .. }
+            | Request::Reload
+            | Request::BackendDrain { .. }
+            | Request::Shunt { .. }
+            | Request::ShuntStatus { .. }
+            | Request::ShuntReport => {
                 unreachable!("answered by handle or answer")
             }
         })

@@ -1,5 +1,6 @@
 //! Per-backend rates (new sessions, packets, bytes per second) from counter deltas between two
-//! samples, taken by the daemon about once a second.
+//! samples, taken by the daemon about once a second, and the deltas themselves (exact counts,
+//! what the contribution accounts add up).
 
 use std::{collections::HashMap, time::{Duration, Instant}};
 
@@ -12,6 +13,7 @@ type Key = (u32, u32);
 pub(super) struct RateMeter {
     last: HashMap<Key, (Instant, Counters)>,
     rates: HashMap<Key, Rates>,
+    deltas: HashMap<Key, Counters>,
 }
 
 impl RateMeter {
@@ -19,21 +21,43 @@ impl RateMeter {
     pub fn sample(&mut self, balancer: &Balancer, now: Instant) {
         let mut last = HashMap::new();
         let mut rates = HashMap::new();
+        let mut deltas = HashMap::new();
         for b in balancer.services().iter().flat_map(|s| &s.backends) {
             let key = (b.id, b.generation);
             let counters = balancer.dataplane().backend_counters(b.id);
-            if let Some((then, before)) = self.last.get(&key) {
+            let before = self.last.get(&key);
+            if let Some((then, before)) = before {
                 rates.insert(key, per_second(before, &counters, now - *then));
             }
+            // A backend incarnation's counters start at 0, so its first delta is all it has.
+            deltas.insert(key, delta(before.map(|(_, c)| c), &counters));
             last.insert(key, (now, counters));
         }
         self.last = last;
         self.rates = rates;
+        self.deltas = deltas;
+    }
+
+    /// What the backend was counted for since the previous sample (all of it at its first).
+    pub fn delta(&self, id: u32, generation: u32) -> Counters {
+        self.deltas.get(&(id, generation)).copied().unwrap_or_default()
     }
 
     /// The backend's rates over the last interval (zero until it has been sampled twice).
     pub fn get(&self, id: u32, generation: u32) -> Rates {
         self.rates.get(&(id, generation)).copied().unwrap_or_default()
+    }
+}
+
+fn delta(before: Option<&Counters>, after: &Counters) -> Counters {
+    let zero = Counters::default();
+    let before = before.unwrap_or(&zero);
+    // Smaller than before: zeroed (an id reused); the new counts are all new.
+    let d = |a: u64, b: u64| if b >= a { b - a } else { b };
+    Counters {
+        packets: d(before.packets, after.packets),
+        bytes: d(before.bytes, after.bytes),
+        new_sessions: d(before.new_sessions, after.new_sessions),
     }
 }
 
@@ -63,6 +87,13 @@ mod tests {
     fn rates_are_deltas_over_the_elapsed_time() {
         let r = per_second(&c(10, 1000, 1), &c(30, 5000, 5), Duration::from_millis(2000));
         assert_eq!(r, Rates { new_sessions_per_sec: 2.0, packets_per_sec: 10.0, bytes_per_sec: 2000.0 });
+    }
+
+    #[test]
+    fn deltas_are_exact_counts_and_a_first_sample_counts_from_zero() {
+        assert_eq!(delta(Some(&c(10, 1000, 1)), &c(30, 5000, 5)), c(20, 4000, 4));
+        assert_eq!(delta(None, &c(3, 300, 1)), c(3, 300, 1));
+        assert_eq!(delta(Some(&c(10, 10, 10)), &c(1, 2, 3)), c(1, 2, 3), "zeroed in between");
     }
 
     #[test]

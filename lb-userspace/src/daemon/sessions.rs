@@ -134,6 +134,12 @@ impl SessionCensus {
         self.taken.map(|_| self.counts.values().sum())
     }
 
+    /// When the walk behind the last count started (it saw every change made before); None
+    /// before the first.
+    pub fn taken(&self) -> Option<Instant> {
+        self.taken
+    }
+
     /// How old the last count is; None before the first.
     pub fn age(&self, now: Instant) -> Option<Duration> {
         self.taken.map(|t| now.saturating_duration_since(t))

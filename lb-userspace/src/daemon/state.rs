@@ -8,11 +8,13 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use super::{
     RunArgs,
+    accounts::Accounts,
     checkers::Checkers,
-    ops::DrainReply,
+    ops::{DrainReply, ShuntReply},
     preflight,
     rates::RateMeter,
     sessions::{SessionCensus, Walked},
+    shunting::{Shunting, unix_now},
 };
 use crate::{
     balancer::{Balancer, LiveError},
@@ -34,15 +36,20 @@ pub(super) struct Daemon {
     pub sessions: SessionCensus,
     /// Drains whose answer waits for a count of the sessions left after them.
     pub drain_replies: Vec<DrainReply>,
+    /// Overflow pools, load alerts, contribution accounts.
+    pub shunting: Shunting,
+    /// Shunt commands whose answer waits for the tick that acts on them.
+    pub shunt_replies: Vec<ShuntReply>,
     checkers: Checkers,
 }
 
 impl Daemon {
     /// Starts a health checker for every backend.
-    pub async fn start(balancer: Balancer, args: RunArgs) -> Result<Daemon, DataplaneError> {
+    pub async fn start(balancer: Balancer, args: RunArgs, accounts: Accounts) -> Result<Daemon, DataplaneError> {
         let (events_tx, events) = unbounded_channel();
         let health = StatusTable::default();
         let sessions = SessionCensus::of(balancer.dataplane().session_reader());
+        let shunting = Shunting::new(&balancer.running_config(), accounts, unix_now());
         let mut daemon = Daemon {
             balancer,
             args,
@@ -52,6 +59,8 @@ impl Daemon {
             rates: RateMeter::default(),
             sessions,
             drain_replies: Vec::new(),
+            shunting,
+            shunt_replies: Vec::new(),
         };
         daemon.sync_checkers().await?;
         Ok(daemon)
@@ -81,19 +90,25 @@ impl Daemon {
         Ok(())
     }
 
-    /// Logs and follows up a change the operator made: its lines, then the checkers.
+    /// Logs and follows up a change of the running services: its lines, then the checkers
+    /// and shunting.
     pub async fn changed(&mut self, lines: &[String]) -> Result<(), DataplaneError> {
         for l in lines {
             tracing::info!("{l}");
         }
+        self.shunting.reconfigure(&self.balancer.running_config(), unix_now());
         self.sync_checkers().await
     }
 
-    /// Samples rates, starts a walk of SESSIONS when one is due, and removes drained backends
-    /// that are down or whose drain timed out.
+    /// Samples rates, runs the shunting policy on them (and answers the shunt commands it
+    /// acted on), starts a walk of SESSIONS when one is due, and removes drained backends that
+    /// are down or whose drain timed out.
     pub async fn tick(&mut self) -> Result<(), LiveError> {
         let now = Instant::now();
         self.rates.sample(&self.balancer, now);
+        let shunted = self.shunting.tick(unix_now(), &mut self.balancer, &self.rates, &self.sessions, &self.health);
+        self.answer_shunt_commands();
+        shunted?;
         self.sessions.start_if_due(now);
         let lines = self.balancer.finish_drains(now, None)?;
         if !lines.is_empty() {
@@ -130,9 +145,10 @@ impl Daemon {
         Ok(lines)
     }
 
-    /// Stops the checkers, detaches the program and removes its pins.
+    /// Stops the checkers, saves the accounts, detaches the program and removes its pins.
     pub async fn shutdown(&mut self) {
         self.checkers.stop_all().await;
+        self.shunting.accounts.save_now().await;
         self.balancer.dataplane_mut().detach_all();
         self.balancer.dataplane_mut().unpin();
     }

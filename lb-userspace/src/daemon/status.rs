@@ -48,9 +48,15 @@ pub(super) fn status(d: &Daemon) -> Status {
                         last_check_latency_ms: h.and_then(|h| h.last_latency).map(|l| l.as_secs_f64() * 1e3),
                         last_error: h.and_then(|h| h.last_error.clone()),
                         counters: dp.backend_counters(b.id),
+                        pool: b.pool.as_str().to_string(),
+                        taking_overflow: b.in_pool_table(),
+                        full: b.full,
+                        quota: d.shunting.quota_status(&svc.config.name, b.addr, &b.quota),
+                        load_alerts: d.shunting.load_alerts(&svc.config, b.addr),
                     }
                 })
                 .collect(),
+            shunt: d.shunting.summary(&svc.config.name),
         })
         .collect();
     let pins = dp.pins();
@@ -66,5 +72,6 @@ pub(super) fn status(d: &Daemon) -> Status {
         session_count_age_secs: d.sessions.age(now).map(|a| a.as_secs_f64()),
         session_capacity: dp.session_capacity(),
         sessions_active: d.sessions.total(),
+        contributions: d.shunting.contribution_rows(),
     }
 }

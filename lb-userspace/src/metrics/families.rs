@@ -106,6 +106,7 @@ impl Collector for Snapshot {
 
         services(&mut enc, status)?;
         backends(&mut enc, status)?;
+        shunting(&mut enc, status)?;
 
         let none = Labels::new;
         family(
@@ -195,9 +196,14 @@ fn backends(enc: &mut DescriptorEncoder, status: &Status) -> fmt::Result {
     per_backend(enc, &all, "lb_backend_draining", gauge, "1 while the backend drains (no new flows, its sessions go on), else 0.", |b| {
         Some(b.drain.is_some())
     })?;
-    per_backend(enc, &all, "lb_backend_in_service", gauge, "1 if the backend takes new flows (healthy and not draining), else 0.", |b| {
-        Some(b.health == "up" && b.drain.is_none())
-    })?;
+    per_backend(
+        enc,
+        &all,
+        "lb_backend_in_service",
+        gauge,
+        "1 if the backend takes new flows (healthy and not draining; an overflow backend: and its pool open to it), else 0.",
+        |b| Some(b.health == "up" && b.drain.is_none() && (b.pool == "primary" || b.taking_overflow)),
+    )?;
     per_backend(enc, &all, "lb_backend_weight", gauge, "The backend's weight (its share of new flows).", |b| Some(b.weight))?;
     per_backend(
         enc,
@@ -224,6 +230,77 @@ fn backends(enc: &mut DescriptorEncoder, status: &Status) -> fmt::Result {
     per_backend(enc, &all, "lb_backend_health_check_latency_seconds", gauge, "How long the backend's latest health check took.", |b| {
         b.last_check_latency_ms.map(|ms| ms / 1e3)
     })
+}
+
+/// Overflow pools, quotas, load alerts and contribution accounts (issue 13).
+fn shunting(enc: &mut DescriptorEncoder, status: &Status) -> fmt::Result {
+    let (counter, gauge) = (MetricType::Counter, MetricType::Gauge);
+    let shunted = || status.services.iter().filter_map(|s| s.shunt.as_ref().map(|sh| (vec![("service", s.name.clone())], sh)));
+    family(
+        enc,
+        "lb_shunt_state",
+        gauge,
+        "The service's overflow pool: 0 closed, 1 opening, 2 open, 3 closing.",
+        shunted().map(|(l, sh)| (l, shunt_state_number(&sh.state).into())),
+    )?;
+    family(
+        enc,
+        "lb_shunt_openings_total",
+        counter,
+        "Times the service's overflow pool opened (closed -> opening) since lb started.",
+        shunted().map(|(l, sh)| (l, sh.opened_total.into())),
+    )?;
+    let all: Vec<Backend> = status
+        .services
+        .iter()
+        .flat_map(|s| s.backends.iter().map(move |b| (s.name.as_str(), b.address.to_string(), b)))
+        .collect();
+    per_backend(enc, &all, "lb_backend_full", gauge, "1 while the backend is marked full (measured at its max_sessions or max_bytes_per_sec), else 0.", |b| {
+        Some(b.full)
+    })?;
+    let labelled = |b: &Backend, key: &'static str, value: &str| {
+        vec![("service", b.0.to_string()), ("backend", b.1.clone()), (key, value.to_string())]
+    };
+    let quota_use = all.iter().flat_map(|b| {
+        let q = b.2.quota.unwrap_or_default();
+        [("new_sessions_per_sec", q.new_sessions_percent), ("sessions", q.sessions_percent), ("bytes_per_sec", q.bytes_percent)]
+            .into_iter()
+            .filter_map(move |(quota, used)| used.map(|u| (labelled(b, "quota", quota), (u / 100.0).into())))
+    });
+    family(
+        enc,
+        "lb_backend_quota_use_ratio",
+        gauge,
+        "How much of each of its quotas the backend used over the last second (1 = at the quota).",
+        quota_use,
+    )?;
+    let alerts = all.iter().flat_map(|b| b.2.load_alerts.iter().map(move |(metric, on)| (labelled(b, "metric", metric), (*on).into())));
+    family(enc, "lb_backend_load_alert", gauge, "1 while the backend is over its service's load_alerts threshold for the metric, else 0.", alerts)?;
+    let rows = &status.contributions;
+    let contribution = |enc: &mut DescriptorEncoder, name, help: &str, value: fn(&crate::api::ContributionCounts) -> u64| {
+        let samples = rows.iter().map(|r| (vec![("service", r.service.clone()), ("backend", r.backend.to_string())], value(&r.counts).into()));
+        family(enc, name, counter, help, samples)
+    };
+    contribution(enc, "lb_overflow_contribution_openings_total", "Pool openings in which the overflow backend took flows (kept across restarts).", |c| {
+        c.openings
+    })?;
+    contribution(enc, "lb_overflow_contribution_seconds_open_total", "Seconds the overflow backend was open (kept across restarts).", |c| {
+        c.seconds_open
+    })?;
+    contribution(enc, "lb_overflow_contribution_new_sessions_total", "New sessions the overflow backend served (kept across restarts).", |c| {
+        c.new_sessions
+    })?;
+    contribution(enc, "lb_overflow_contribution_packets_total", "Packets the overflow backend was sent (kept across restarts).", |c| c.packets)?;
+    contribution(enc, "lb_overflow_contribution_bytes_total", "Bytes the overflow backend was sent (kept across restarts).", |c| c.bytes)
+}
+
+fn shunt_state_number(state: &str) -> u64 {
+    match state {
+        "opening" => 1,
+        "open" => 2,
+        "closing" => 3,
+        _ => 0,
+    }
 }
 
 /// (service name, "addr:port", its status).

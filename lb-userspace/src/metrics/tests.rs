@@ -4,7 +4,10 @@ use lb_common::{Event, Outcome};
 
 use super::{parse, render};
 use crate::{
-    api::{BackendStatus, DrainStatus, Rates, ServiceStatus, Status},
+    api::{
+        BackendStatus, ContributionCounts, ContributionRow, DrainStatus, QuotaStatus, Rates, ServiceStatus, ShuntSummary,
+        Status,
+    },
     dataplane::Counters,
 };
 
@@ -23,7 +26,30 @@ fn backend(addr: &str, id: u32, packets: u64) -> BackendStatus {
         last_check_latency_ms: Some(1.5),
         last_error: None,
         counters: Counters { packets, bytes: packets * 100, new_sessions: packets / 10 },
+        pool: "primary".into(),
+        taking_overflow: false,
+        full: false,
+        quota: None,
+        load_alerts: BTreeMap::new(),
     }
+}
+
+/// An open overflow backend at its max_sessions (marked full), over its load alert.
+fn overflow_backend(scale: u64) -> BackendStatus {
+    let mut b = backend("10.0.3.21:8080", 4, 8 * scale);
+    b.pool = "overflow".into();
+    b.taking_overflow = true;
+    b.full = true;
+    b.quota = Some(QuotaStatus {
+        max_new_sessions_per_sec: Some(50),
+        max_sessions: Some(7),
+        max_bytes_per_sec: None,
+        new_sessions_percent: Some(10.0),
+        sessions_percent: Some(100.0),
+        bytes_percent: None,
+    });
+    b.load_alerts = [("active_sessions".to_string(), true), ("quota_percent".to_string(), false)].into();
+    b
 }
 
 /// Two services (one IPv6), a draining and a down backend, every outcome and event.
@@ -54,7 +80,8 @@ pub(crate) fn status(scale: u64) -> Status {
                 hash_key: "five-tuple".into(),
                 backends_in_service: 1,
                 counters: Counters { packets: 105 * scale, bytes: 10_500 * scale, new_sessions: 10 * scale },
-                backends: vec![backend("10.0.1.11:8080", 0, 100 * scale), down, never_checked],
+                backends: vec![backend("10.0.1.11:8080", 0, 100 * scale), down, never_checked, overflow_backend(scale)],
+                shunt: Some(ShuntSummary { state: "open".into(), since: 1_700_000_000, why: "manual: surge".into(), opened_total: scale }),
             },
             ServiceStatus {
                 name: "api6".into(),
@@ -66,6 +93,7 @@ pub(crate) fn status(scale: u64) -> Status {
                 backends_in_service: 0,
                 counters: Counters { packets: 30 * scale, bytes: 3000 * scale, new_sessions: 3 * scale },
                 backends: vec![draining],
+                shunt: None,
             },
         ],
         outcomes: Outcome::ALL.iter().enumerate().map(|(i, o)| (o.name().to_string(), i as u64 * scale)).collect(),
@@ -73,6 +101,11 @@ pub(crate) fn status(scale: u64) -> Status {
         session_count_age_secs: Some(0.25),
         session_capacity: 1 << 20,
         sessions_active: Some(7 * scale),
+        contributions: vec![ContributionRow {
+            service: "web".into(),
+            backend: "10.0.3.21:8080".parse().expect("addr"),
+            counts: ContributionCounts { openings: scale, seconds_open: 60 * scale, new_sessions: 9 * scale, packets: 90 * scale, bytes: 9000 * scale },
+        }],
     }
 }
 
@@ -149,6 +182,26 @@ fn samples_carry_the_status_values() {
     assert_eq!(scrape.family("lb_packets_total").count(), Outcome::ALL.len());
     assert_eq!(scrape.value("lb_events_total", &[("event", "second_choice")]), Some(12.0));
     assert_eq!(scrape.value("lb_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), Some(1.0));
+}
+
+#[test]
+fn shunting_shows_as_pool_state_quota_use_alerts_and_contributions() {
+    let scrape = parse(&render(&status(3))).unwrap();
+    let web = [("service", "web")];
+    assert_eq!(scrape.value("lb_shunt_state", &web), Some(2.0), "open");
+    assert_eq!(scrape.value("lb_shunt_state", &[("service", "api6")]), None, "not shunted: no sample");
+    assert_eq!(scrape.value("lb_shunt_openings_total", &web), Some(3.0));
+    let ov = [("service", "web"), ("backend", "10.0.3.21:8080")];
+    assert_eq!(scrape.value("lb_backend_full", &ov), Some(1.0));
+    assert_eq!(scrape.value("lb_backend_full", &[("service", "web"), ("backend", "10.0.1.11:8080")]), Some(0.0));
+    assert_eq!(scrape.value("lb_backend_in_service", &ov), Some(1.0), "healthy and taking overflow flows");
+    let quota = |q: &str| scrape.value("lb_backend_quota_use_ratio", &[ov[0], ov[1], ("quota", q)]);
+    assert_eq!((quota("sessions"), quota("new_sessions_per_sec"), quota("bytes_per_sec")), (Some(1.0), Some(0.1), None));
+    let alert = |m: &str| scrape.value("lb_backend_load_alert", &[ov[0], ov[1], ("metric", m)]);
+    assert_eq!((alert("active_sessions"), alert("quota_percent")), (Some(1.0), Some(0.0)));
+    assert_eq!(scrape.value("lb_overflow_contribution_seconds_open_total", &ov), Some(180.0));
+    assert_eq!(scrape.value("lb_overflow_contribution_new_sessions_total", &ov), Some(27.0));
+    assert_eq!(scrape.value("lb_overflow_contribution_bytes_total", &ov), Some(27000.0));
 }
 
 #[test]

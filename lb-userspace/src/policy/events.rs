@@ -116,6 +116,8 @@ impl fmt::Display for Event {
 #[derive(Debug, Clone, Default)]
 pub struct EventLog {
     events: VecDeque<Event>,
+    /// Events ever pushed, so a reader can tell which are new once the log is full.
+    pushed: u64,
 }
 
 impl EventLog {
@@ -124,6 +126,18 @@ impl EventLog {
             self.events.pop_front();
         }
         self.events.push_back(Event { at, kind, why });
+        self.pushed += 1;
+    }
+
+    /// Events pushed since the log was made (more than it keeps).
+    pub fn pushed(&self) -> u64 {
+        self.pushed
+    }
+
+    /// The events pushed after the first `seen` ever pushed (those still kept).
+    pub fn since(&self, seen: u64) -> impl Iterator<Item = &Event> {
+        let new = self.pushed.saturating_sub(seen).min(self.events.len() as u64) as usize;
+        self.events.iter().skip(self.events.len() - new)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Event> {

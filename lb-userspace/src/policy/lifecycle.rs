@@ -78,6 +78,13 @@ impl Lifecycle {
         self.state
     }
 
+    /// A reload changed min_open_secs or drain_timeout: they apply from now on, to the state
+    /// the pool is in (a running min_open or drain counts from when it began).
+    pub fn set_timeouts(&mut self, min_open: Duration, drain_timeout: Duration) {
+        self.min_open = min_open.as_secs() as i64;
+        self.drain_timeout = drain_timeout.as_secs() as i64;
+    }
+
     /// When the pool entered its state.
     pub fn since(&self) -> UnixSecs {
         self.since
@@ -90,6 +97,20 @@ impl Lifecycle {
 
     /// Follows the triggers' demand. `pool_sessions`: the overflow backends' active sessions.
     pub fn follow(&mut self, now: UnixSecs, demand: &Demand, pool_sessions: u64, log: &mut EventLog) -> Option<Hook> {
+        self.follow_counted(now, demand, pool_sessions, true, log)
+    }
+
+    /// `follow`, told whether `pool_sessions` were counted after the pool began closing: a
+    /// count from before (sessions opened since are not in it) never closes a draining pool
+    /// (its drain_timeout still does).
+    pub fn follow_counted(
+        &mut self,
+        now: UnixSecs,
+        demand: &Demand,
+        pool_sessions: u64,
+        counted_since_closing: bool,
+        log: &mut EventLog,
+    ) -> Option<Hook> {
         use ShuntState::*;
         match (self.state, demand) {
             (Closed, Demand::Open(why)) => {
@@ -122,7 +143,7 @@ impl Lifecycle {
                 None
             }
             (Closing, _) => {
-                let why = if pool_sessions == 0 && now > self.since {
+                let why = if pool_sessions == 0 && counted_since_closing && now > self.since {
                     Why::Drained
                 } else if now >= self.since.saturating_add(self.drain_timeout) {
                     Why::DrainTimeout { sessions_left: pool_sessions }

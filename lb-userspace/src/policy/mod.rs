@@ -37,7 +37,7 @@ pub use overflow_backends::{BackendObservation, BackendReport, OverflowBackend, 
 pub use quota::{QuotaUse, full_backends, primary_load};
 pub use rules::{RuleEdge, RuleEvaluator, RuleHeld};
 pub use sample::{BackendSample, ServiceSample};
-pub use service::{HookRun, ServiceShunt, ShuntStatus, TickOutcome};
+pub use service::{HookRun, Reconfigured, ServiceShunt, ShuntStatus, TickOutcome};
 pub use triggers::{Demand, ExternalCommand, ManualCommand, Triggers};
 
 /// Seconds since the Unix epoch: the policy's only clock, passed in by the caller.

@@ -107,6 +107,21 @@ impl OverflowBackends {
         OverflowBackends { backends }
     }
 
+    /// A reload's list of overflow backends, in its order: the ones kept keep their state,
+    /// new ones start closed (the next update gives them the pool's state), others are dropped.
+    pub fn reconfigure(&mut self, addrs: impl IntoIterator<Item = SocketAddr>, now: UnixSecs) {
+        let mut old = std::mem::take(&mut self.backends);
+        let fresh = OverflowBackends::new(addrs, now);
+        self.backends = fresh
+            .backends
+            .into_iter()
+            .map(|new| match old.iter().position(|b| b.addr == new.addr) {
+                Some(i) => old.swap_remove(i),
+                None => new,
+            })
+            .collect();
+    }
+
     pub fn report(&mut self, now: UnixSecs, addr: SocketAddr, report: BackendReport, log: &mut EventLog) -> Result<(), PolicyError> {
         let b = self.backends.iter_mut().find(|b| b.addr == addr).ok_or(PolicyError::NotAnOverflowBackend(addr))?;
         b.report = Some(report);

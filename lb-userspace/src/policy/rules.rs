@@ -88,6 +88,13 @@ impl RuleEvaluator {
         }
     }
 
+    /// Whether these are the rules of `config` (same enter and exit rules, in the same order),
+    /// so their streaks and claim carry over a reload.
+    pub fn same_rules(&self, config: &ShuntConfig) -> bool {
+        let rules = |streaks: &[Streak]| streaks.iter().map(|s| s.rule).collect::<Vec<_>>();
+        rules(&self.enter) == config.enter && rules(&self.exit) == config.exit
+    }
+
     /// The enter rule holding the pool open, if the rules claim it.
     pub fn claim(&self) -> Option<&RuleHeld> {
         self.claim.as_ref()

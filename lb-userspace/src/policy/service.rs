@@ -32,6 +32,13 @@ pub struct TickOutcome {
     pub first_openings: Vec<SocketAddr>,
 }
 
+/// What a reload kept of a service's shunting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconfigured {
+    /// The enter and exit rules were unchanged: their streaks and claim carried over.
+    pub rules_kept: bool,
+}
+
 /// `lb shunt status` for one service.
 #[derive(Debug, Clone, Serialize)]
 pub struct ShuntStatus {
@@ -58,20 +65,33 @@ impl ServiceShunt {
     /// None for a service without `[service.shunt]`.
     pub fn new(service: &ServiceConfig, now: UnixSecs) -> Option<Self> {
         let config = service.shunt.clone()?;
-        let overflow = service
-            .backends
-            .iter()
-            .filter(|b| b.pool == Pool::Overflow)
-            .map(|b| SocketAddr::new(b.address, b.port));
         Some(ServiceShunt {
             service: service.name.clone(),
             rules: RuleEvaluator::new(&config),
             triggers: Triggers::default(),
             lifecycle: Lifecycle::new(now, config.min_open, config.drain_timeout),
-            backends: OverflowBackends::new(overflow, now),
+            backends: OverflowBackends::new(overflow_addrs(service), now),
             events: EventLog::default(),
             config,
         })
+    }
+
+    /// Follows a reload of the service's config. Kept: the pool's state (and since, why), the
+    /// manual and external commands in force, the events, and each kept overflow backend's
+    /// state. The rules' streaks and claim are kept when the enter and exit rules are the same;
+    /// changed rules start over (a pool the old rules held open then closes like any pool no
+    /// trigger claims, not before min_open_secs). Other keys apply from now on. Returns None,
+    /// leaving `self` as it was, when the service has no `[service.shunt]` any more.
+    pub fn reconfigure(&mut self, service: &ServiceConfig, now: UnixSecs) -> Option<Reconfigured> {
+        let config = service.shunt.clone()?;
+        let rules_kept = self.rules.same_rules(&config);
+        if !rules_kept {
+            self.rules = RuleEvaluator::new(&config);
+        }
+        self.lifecycle.set_timeouts(config.min_open, config.drain_timeout);
+        self.backends.reconfigure(overflow_addrs(service), now);
+        self.config = config;
+        Some(Reconfigured { rules_kept })
     }
 
     /// Takes effect at the next `tick` (call it at once to act without waiting a second).
@@ -97,6 +117,18 @@ impl ServiceShunt {
 
     /// One second: `sample` of the service, `overflow` what is known of its overflow backends.
     pub fn tick(&mut self, now: UnixSecs, sample: &ServiceSample, overflow: &[BackendObservation]) -> TickOutcome {
+        self.tick_counted(now, sample, overflow, true)
+    }
+
+    /// `tick`, told whether the sessions in `overflow` were counted after the pool began
+    /// closing (a count can be older than the tick, see `Lifecycle::follow_counted`).
+    pub fn tick_counted(
+        &mut self,
+        now: UnixSecs,
+        sample: &ServiceSample,
+        overflow: &[BackendObservation],
+        counted_since_closing: bool,
+    ) -> TickOutcome {
         match self.rules.observe(sample) {
             Some(RuleEdge::Enter(held)) => self.events.push(now, EventKind::TriggerFired, Why::Rule(held)),
             Some(RuleEdge::Exit(held)) => {
@@ -111,7 +143,7 @@ impl ServiceShunt {
         let demand = self.triggers.demand(self.rules.claim());
         // The pool's sessions as of this second, for the drain decision.
         let pool_sessions = self.backends_seen(overflow);
-        let hook = self.lifecycle.follow(now, &demand, pool_sessions, &mut self.events);
+        let hook = self.lifecycle.follow_counted(now, &demand, pool_sessions, counted_since_closing, &mut self.events);
         let first_openings = self.backends.update(now, self.lifecycle.state(), overflow, &mut self.events);
         let taking_new_flows = self.backends.taking_new_flows();
         if let Some(&first) = taking_new_flows.first() {
@@ -142,6 +174,16 @@ impl ServiceShunt {
         self.events.iter()
     }
 
+    /// How many events were ever logged: pass it to `events_since` later to get the new ones.
+    pub fn events_pushed(&self) -> u64 {
+        self.events.pushed()
+    }
+
+    /// The events logged after the first `seen` (those still kept).
+    pub fn events_since(&self, seen: u64) -> impl Iterator<Item = &Event> {
+        self.events.since(seen)
+    }
+
     pub fn status(&self) -> ShuntStatus {
         ShuntStatus {
             service: self.service.clone(),
@@ -166,4 +208,8 @@ impl ServiceShunt {
             self.events.push(now, kind, why);
         }
     }
+}
+
+fn overflow_addrs(service: &ServiceConfig) -> impl Iterator<Item = SocketAddr> + '_ {
+    service.backends.iter().filter(|b| b.pool == Pool::Overflow).map(|b| SocketAddr::new(b.address, b.port))
 }

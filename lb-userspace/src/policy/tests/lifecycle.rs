@@ -106,3 +106,16 @@ fn a_trigger_during_closing_reopens_without_a_hook_and_restarts_min_open() {
     pool.follow(T0 + 130, &close_demand(), 30, &mut log);
     assert_eq!(pool.state(), ShuntState::Closing);
 }
+
+#[test]
+fn a_count_from_before_the_close_never_drains_the_pool() {
+    let mut log = EventLog::default();
+    let mut pool = Lifecycle::new(T0, std::time::Duration::ZERO, std::time::Duration::from_secs(30));
+    pool.follow(T0, &open_demand(), 0, &mut log);
+    pool.follow(T0 + 1, &close_demand(), 0, &mut log);
+    assert_eq!(pool.state(), ShuntState::Closing);
+    assert_eq!(pool.follow_counted(T0 + 2, &close_demand(), 0, false, &mut log), None, "0 counted before the close");
+    assert_eq!(pool.state(), ShuntState::Closing);
+    assert_eq!(pool.follow_counted(T0 + 3, &close_demand(), 0, true, &mut log), Some(Hook::OnClose));
+    assert_eq!(pool.state(), ShuntState::Closed);
+}

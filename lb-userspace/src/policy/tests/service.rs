@@ -1,6 +1,8 @@
 //! One service's shunting end to end: samples and observations in, decisions out.
 
 use super::super::*;
+use std::net::SocketAddr;
+
 use super::{OVERFLOW_A, OVERFLOW_B, addr, new_sessions, service};
 
 const T0: UnixSecs = 2_000_000;
@@ -111,4 +113,80 @@ fn a_service_without_a_shunt_block_has_no_shunting() {
     let text = "[[service]]\nname = \"dns\"\nvip = \"10.0.0.53\"\nport = 53\nprotocol = \"udp\"\n[[service.backend]]\naddress = \"10.0.2.21\"\n";
     let config = crate::config::Config::parse(text).expect("valid");
     assert!(ServiceShunt::new(&config.services[0], T0).is_none());
+}
+
+#[test]
+fn new_events_are_told_apart_even_once_the_log_is_full() {
+    let mut s = shunt();
+    let seen = s.events_pushed();
+    s.manual(T0, ManualCommand::Open { reason: "a".into() });
+    assert_eq!(s.events_since(seen).count(), 1);
+    for t in 0..60 {
+        s.manual(T0 + t, ManualCommand::Release);
+    }
+    let seen = s.events_pushed();
+    assert_eq!(seen, 61);
+    s.manual(T0 + 61, ManualCommand::Open { reason: "b".into() });
+    s.manual(T0 + 61, ManualCommand::Close { reason: "c".into() });
+    let new: Vec<String> = s.events_since(seen).map(ToString::to_string).collect();
+    assert_eq!(new, [format!("{}: manual open (manual: b)", T0 + 61), format!("{}: manual close (manual: c)", T0 + 61)]);
+    // More new events than the log keeps: the kept ones.
+    assert_eq!(s.events_since(0).count(), EVENTS_KEPT);
+}
+
+#[test]
+fn a_reload_keeps_the_open_pool_its_commands_and_streaks() {
+    let mut s = shunt();
+    s.manual(T0, ManualCommand::Open { reason: "surge".into() });
+    s.tick(T0 + 1, &new_sessions(2000.0), &both(true, 3));
+    s.tick(T0 + 2, &new_sessions(2000.0), &both(true, 3));
+    assert_eq!(s.state(), ShuntState::Open);
+    // Same rules, a third overflow backend, OVERFLOW_B gone, other timeouts.
+    let svc = service(
+        "enter = [ { metric = \"new_sessions_per_sec\", above = 1500, for_secs = 3 } ]\n\
+         exit = [ { metric = \"new_sessions_per_sec\", below = 800, for_secs = 5 } ]\n\
+         min_open_secs = 0\ndrain_timeout = 5",
+        "",
+    );
+    let mut svc = svc;
+    svc.backends.retain(|b| SocketAddr::new(b.address, b.port) != addr(OVERFLOW_B));
+    let mut third = svc.backends.last().expect("an overflow backend").clone();
+    third.address = "10.200.3.23".parse().expect("ip");
+    svc.backends.push(third);
+    assert_eq!(s.reconfigure(&svc, T0 + 3), Some(Reconfigured { rules_kept: true }));
+    assert_eq!(s.state(), ShuntState::Open, "the pool stays open");
+    let addrs: Vec<SocketAddr> = s.backends().iter().map(|b| b.addr).collect();
+    assert_eq!(addrs, [addr(OVERFLOW_A), addr("10.200.3.23")]);
+    assert_eq!(s.backends().get(addr(OVERFLOW_A)).map(|b| b.state), Some(OverflowBackendState::Open));
+    // The third streak second above 1500 completes the enter rule started before the reload.
+    let seen = s.events_pushed();
+    let out = s.tick(T0 + 3, &new_sessions(2000.0), &[]);
+    assert!(s.events_since(seen).any(|e| e.kind == EventKind::TriggerFired), "the streak carried over");
+    assert_eq!(out.taking_new_flows, [addr(OVERFLOW_A)], "the new backend's health is not known yet");
+    // The manual open still holds: release it, the rules still claim the pool.
+    s.manual(T0 + 4, ManualCommand::Release);
+    s.tick(T0 + 4, &new_sessions(2000.0), &[]);
+    assert_eq!(s.state(), ShuntState::Open);
+}
+
+#[test]
+fn changed_rules_start_their_streaks_over_and_no_shunt_block_is_refused() {
+    let mut s = shunt();
+    s.tick(T0 + 1, &new_sessions(2000.0), &both(true, 0));
+    s.tick(T0 + 2, &new_sessions(2000.0), &both(true, 0));
+    let svc = service(
+        "enter = [ { metric = \"new_sessions_per_sec\", above = 1000, for_secs = 3 } ]\n\
+         exit = [ { metric = \"new_sessions_per_sec\", below = 800, for_secs = 5 } ]",
+        "",
+    );
+    assert_eq!(s.reconfigure(&svc, T0 + 3), Some(Reconfigured { rules_kept: false }));
+    s.tick(T0 + 3, &new_sessions(2000.0), &both(true, 0));
+    assert_eq!(s.state(), ShuntState::Closed, "one second of the new rule's streak");
+    s.tick(T0 + 4, &new_sessions(2000.0), &both(true, 0));
+    s.tick(T0 + 5, &new_sessions(2000.0), &both(true, 0));
+    assert_eq!(s.state(), ShuntState::Open);
+    let mut plain = svc.clone();
+    plain.shunt = None;
+    assert_eq!(s.reconfigure(&plain, T0 + 6), None);
+    assert_eq!(s.state(), ShuntState::Open, "left as it was");
 }
