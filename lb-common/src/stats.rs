@@ -33,8 +33,8 @@ pub enum Outcome {
     TxReply = 12,
     /// A NAT reply rewritten to VIP:port, sent through another interface.
     RedirectReply = 13,
-    /// An ICMP error (destination unreachable, packet too big) not about a service's flow, or
-    /// about one that has no backend now: passed.
+    /// An ICMP error (destination unreachable, packet too big) not about a service's flow (nor
+    /// a NAT flow's packet to its backend), or about one that has no backend now: passed.
     PassIcmpError = 14,
     /// An ICMP error about a service's flow, sent to the flow's backend out of its ingress
     /// interface.
@@ -42,9 +42,14 @@ pub enum Outcome {
     /// An ICMP error about a service's flow, sent to the flow's backend through another
     /// interface.
     RedirectIcmpToBackend = 16,
+    /// NAT: an ICMP error about a packet forwarded to a backend, rewritten to quote VIP:port
+    /// and sent on to the client out of its ingress interface.
+    TxIcmpToClient = 17,
+    /// As TxIcmpToClient, through another interface.
+    RedirectIcmpToClient = 18,
 }
 
-pub const OUTCOME_COUNT: u32 = 17;
+pub const OUTCOME_COUNT: u32 = 19;
 
 impl Outcome {
     pub const ALL: [Outcome; OUTCOME_COUNT as usize] = [
@@ -65,6 +70,8 @@ impl Outcome {
         Outcome::PassIcmpError,
         Outcome::TxIcmpToBackend,
         Outcome::RedirectIcmpToBackend,
+        Outcome::TxIcmpToClient,
+        Outcome::RedirectIcmpToClient,
     ];
 
     /// Name used in `lb status` and metrics.
@@ -87,6 +94,8 @@ impl Outcome {
             Outcome::PassIcmpError => "pass_icmp_error",
             Outcome::TxIcmpToBackend => "tx_icmp_to_backend",
             Outcome::RedirectIcmpToBackend => "redirect_icmp_to_backend",
+            Outcome::TxIcmpToClient => "tx_icmp_to_client",
+            Outcome::RedirectIcmpToClient => "redirect_icmp_to_client",
         }
     }
 
@@ -100,6 +109,8 @@ impl Outcome {
                 | Outcome::RedirectReply
                 | Outcome::TxIcmpToBackend
                 | Outcome::RedirectIcmpToBackend
+                | Outcome::TxIcmpToClient
+                | Outcome::RedirectIcmpToClient
         )
     }
 
@@ -114,8 +125,11 @@ impl Outcome {
             | Outcome::PassMalformed
             | Outcome::PassIcmpError => "pass",
             Outcome::DropNoBackend | Outcome::DropFibFailed | Outcome::DropNoNeighbour | Outcome::DropNoEgress => "drop",
-            Outcome::TxToBackend | Outcome::TxReply | Outcome::TxIcmpToBackend => "tx",
-            Outcome::RedirectToBackend | Outcome::RedirectReply | Outcome::RedirectIcmpToBackend => "redirect",
+            Outcome::TxToBackend | Outcome::TxReply | Outcome::TxIcmpToBackend | Outcome::TxIcmpToClient => "tx",
+            Outcome::RedirectToBackend
+            | Outcome::RedirectReply
+            | Outcome::RedirectIcmpToBackend
+            | Outcome::RedirectIcmpToClient => "redirect",
         }
     }
 }

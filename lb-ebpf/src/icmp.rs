@@ -1,28 +1,35 @@
 //! ICMP errors about a service's flows (destination unreachable, "fragmentation needed",
-//! ICMPv6 packet too big) go to the backend that serves the flow, so path-MTU discovery works
-//! through the balancer. The error is addressed to the VIP and quotes a packet of the flow's
-//! reply direction (VIP:port -> client); reversed, the quote names the flow (lb_common::icmp),
-//! and the flow its backend: its session record, else the service's table. An ICMP error never
-//! writes a session record, refreshes or confirms one, or takes a quota token.
+//! ICMPv6 packet too big), so path-MTU discovery works through the balancer. An error is sent
+//! to the source of the packet it quotes; reversed, the quote names a flow (lb_common::icmp):
 //!
-//! DSR: MACs only, like the flow's packets (the backend holds the VIP). NAT: the backend must
-//! recognise the quote as a packet it sent, so the outer destination and the quoted source
-//! become the backend's address and port again; the quoted IP and transport checksums and the
-//! ICMP checksum are updated incrementally (a quote is often cut short, so nothing is summed
-//! over it whole). Echo requests and other ICMP are passed to the host (README: ICMP).
+//! - to a VIP, about a packet of a flow's reply direction (VIP:port -> client): the reversed
+//!   quote is the client's flow, and the error goes to that flow's backend: its session record,
+//!   else the service's table. DSR: MACs only (the backend holds the VIP). NAT: the backend
+//!   must recognise the quote as a packet it sent, so the outer destination and the quoted
+//!   source become the backend's address and port again.
+//! - NAT only: to a client, about a packet we forwarded to a backend (client -> backend:port,
+//!   from a router on the backends' side): the reversed quote is a reply of the flow, found as
+//!   the reply path finds it (reply.rs), and the quoted destination becomes VIP:port again, so
+//!   the client recognises its own packet.
+//!
+//! The quoted IP and transport checksums and the ICMP checksum are updated incrementally (a
+//! quote is often cut short, so nothing is summed over it whole). An ICMP error never writes a
+//! session record, refreshes or confirms one, or takes a quota token. Echo requests and other
+//! ICMP are passed to the host (README: ICMP).
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
-    Backend, FAMILY_V4, FlowKey, Outcome, PROTO_TCP, PROTO_UDP, csum::CsumUpdate,
+    FAMILY_V4, FlowKey, Outcome, PROTO_TCP, PROTO_UDP, csum::CsumUpdate,
     icmp::{ICMP_HEADER_LEN, QUOTED_L4_MIN, flow_of_quote, is_forwarded_error},
 };
 
 use crate::{
-    forward, packet,
+    forward::{self, Side},
+    packet,
     packet::{load16, load32, ptr_at, store16, store32},
     parse::{Packet, wire16, words},
-    select, service,
-    session::{self, Flow},
+    reply, select, service,
+    session::{self, Assignment, Flow},
     stats,
 };
 
@@ -41,7 +48,8 @@ struct Quote {
     l4: usize,
     /// Where the quote ends: the end of the outer IP packet.
     end: usize,
-    /// The client's flow (client -> VIP): the quoted packet reversed.
+    /// The quoted packet reversed: a client's flow (client -> VIP), or a NAT reply's (backend
+    /// -> client).
     flow: FlowKey,
 }
 
@@ -51,26 +59,33 @@ pub fn forward(ctx: &XdpContext, outer: &Packet, ip_end: usize) -> Outcome {
         Ok(quote) => quote,
         Err(outcome) => return outcome,
     };
-    // Only an error sent to the quoted packet's source (the VIP) is about a packet we sent;
-    // and it is rewritten as addressed to the VIP.
-    if outer.flow.dst_addr != quote.flow.dst_addr || !service::may_be_service(&quote.flow) {
+    // Only an error sent to the quoted packet's source is about a packet we sent or forwarded
+    // (and it is rewritten as addressed there).
+    if outer.flow.dst_addr != quote.flow.dst_addr {
         return Outcome::PassIcmpError;
     }
-    let flow = Flow::new(&quote.flow);
-    let to = match session::peek(&flow) {
-        Some(to) => to,
-        None => {
-            let Some(svc) = service::lookup(&quote.flow) else {
-                return Outcome::PassIcmpError;
-            };
-            let Some(to) = select::table_choice(&flow, &svc) else {
-                return Outcome::PassIcmpError;
-            };
-            to
+    if service::may_be_service(&quote.flow) {
+        let flow = Flow::new(&quote.flow);
+        if let Some(to) = backend_of(&flow) {
+            return to_backend(ctx, outer, &quote, &to);
         }
-    };
-    let now = packet::now_ns();
-    let hop = match forward::backend_hop(ctx, outer, to.backend_id, &to.backend, now) {
+    }
+    to_client(ctx, outer, &quote)
+}
+
+/// The backend of a client's flow: its record's, else the table's choice (no quota asked).
+#[inline(always)]
+fn backend_of(flow: &Flow) -> Option<Assignment> {
+    if let Some(to) = session::peek(flow) {
+        return Some(to);
+    }
+    select::table_choice(flow, &service::lookup(flow.key)?)
+}
+
+/// Sends an error about a reply of a client's flow to the flow's backend `to`.
+#[inline(always)]
+fn to_backend(ctx: &XdpContext, outer: &Packet, quote: &Quote, to: &Assignment) -> Outcome {
+    let hop = match forward::backend_hop(ctx, outer, to.backend_id, &to.backend, packet::now_ns()) {
         Ok(hop) => hop,
         Err(outcome) => return outcome,
     };
@@ -78,13 +93,40 @@ pub fn forward(ctx: &XdpContext, outer: &Packet, ip_end: usize) -> Outcome {
     if !outcome.is_forwarded() {
         return outcome;
     }
-    if to.nat && to_backend(ctx, outer, &quote, &to.backend).is_err() {
+    let vip = &quote.flow.dst_addr;
+    let backend = &to.backend;
+    if to.nat && rewrite(ctx, outer, quote, Side::Src, vip, &backend.addr, backend.port).is_err() {
         return Outcome::PassMalformed;
     }
     if forward::address_frame(ctx, &hop).is_err() {
         return Outcome::PassMalformed;
     }
     stats::count_traffic(to.service_id, to.backend_id, outer.len, false);
+    outcome
+}
+
+/// Sends an error about a packet we forwarded to a NAT backend on to its client, if the
+/// client's record says the packet was one of its flow's.
+#[inline(always)]
+fn to_client(ctx: &XdpContext, outer: &Packet, quote: &Quote) -> Outcome {
+    let Some(recorded) = reply::recorded_flow(&quote.flow) else {
+        return Outcome::PassIcmpError;
+    };
+    let vip = recorded.vip;
+    let hop = match forward::client_hop(ctx, outer, &vip, packet::now_ns()) {
+        Ok(hop) => hop,
+        Err(outcome) => return outcome,
+    };
+    let outcome = forward::way_out(ctx, &hop, Outcome::TxIcmpToClient, Outcome::RedirectIcmpToClient);
+    if !outcome.is_forwarded() {
+        return outcome;
+    }
+    let backend_addr = &quote.flow.src_addr;
+    if rewrite(ctx, outer, quote, Side::Dst, backend_addr, &vip.addr, vip.port).is_err()
+        || forward::address_frame(ctx, &hop).is_err()
+    {
+        return Outcome::PassMalformed;
+    }
     outcome
 }
 
@@ -143,61 +185,65 @@ fn quoted_packet(ctx: &XdpContext, outer: &Packet, end: usize) -> Result<Quote, 
     Ok(Quote { l3, l4, end, flow: flow_of_quote(&quoted) })
 }
 
-/// NAT: makes the error one about the packet as the backend sent it (source `backend`, not the
-/// VIP), addressed to the backend.
+/// Rewrites one end (`side`) of the quoted packet from address `old` to `addr`:`port`, with
+/// the quoted IPv4 header checksum and the quoted transport checksum; for the quoted source
+/// (an error going to a NAT backend) the outer destination too, which was that same address.
+/// Every changed field counts in the ICMP checksum (ICMPv6: its pseudo header as well).
 #[inline(always)]
-fn to_backend(ctx: &XdpContext, outer: &Packet, quote: &Quote, backend: &Backend) -> Result<(), ()> {
+fn rewrite(ctx: &XdpContext, outer: &Packet, quote: &Quote, side: Side, old: &[u32; 4], addr: &[u32; 4], port: u16) -> Result<(), ()> {
     let v4 = outer.flow.family == FAMILY_V4;
-    let vip = &quote.flow.dst_addr;
-    let addr = &backend.addr;
     let icmp: *mut u8 = ptr_at::<[u8; ICMP_HEADER_LEN]>(ctx, outer.l4).ok_or(())?.cast();
     let mut icmp_check = CsumUpdate::new(unsafe { load16(icmp, 2) });
 
-    // The outer destination. ICMPv6 sums a pseudo header with it; ICMPv4 does not.
-    if v4 {
-        let ip: *mut u8 = ptr_at::<[u8; IPV4_HEADER_LEN]>(ctx, outer.l3).ok_or(())?.cast();
-        unsafe {
-            let mut ip_check = CsumUpdate::new(load16(ip, 10));
-            ip_check.replace_u32(vip[0], addr[0]);
-            store16(ip, 10, ip_check.finish());
-            store32(ip, 16, addr[0]);
+    // The outer destination, when it is the quoted source (ICMPv4 does not sum it).
+    if side == Side::Src {
+        if v4 {
+            let ip: *mut u8 = ptr_at::<[u8; IPV4_HEADER_LEN]>(ctx, outer.l3).ok_or(())?.cast();
+            unsafe {
+                let mut ip_check = CsumUpdate::new(load16(ip, 10));
+                ip_check.replace_u32(old[0], addr[0]);
+                store16(ip, 10, ip_check.finish());
+                store32(ip, 16, addr[0]);
+            }
+        } else {
+            let ip: *mut u8 = ptr_at::<[u8; IPV6_HEADER_LEN]>(ctx, outer.l3).ok_or(())?.cast();
+            unsafe { store_addr(ip, 24, addr) };
+            icmp_check.replace_addr(old, addr);
         }
-    } else {
-        let ip: *mut u8 = ptr_at::<[u8; IPV6_HEADER_LEN]>(ctx, outer.l3).ok_or(())?.cast();
-        unsafe { store_addr(ip, 24, addr) };
-        icmp_check.replace_addr(vip, addr);
     }
 
-    // The quoted source address (and the quoted IPv4 header's checksum over it). Every field
-    // changed in the quote counts in the ICMP checksum.
+    // The quoted address (and the quoted IPv4 header's checksum over it).
     if v4 {
+        let at = if side == Side::Src { 12 } else { 16 };
         let ip: *mut u8 = ptr_at::<[u8; IPV4_HEADER_LEN]>(ctx, quote.l3).ok_or(())?.cast();
         unsafe {
             let old_check = load16(ip, 10);
             let mut ip_check = CsumUpdate::new(old_check);
-            ip_check.replace_u32(vip[0], addr[0]);
+            ip_check.replace_u32(old[0], addr[0]);
             let new_check = ip_check.finish();
             store16(ip, 10, new_check);
-            store32(ip, 12, addr[0]);
+            store32(ip, at, addr[0]);
             icmp_check.replace_u16(old_check, new_check);
         }
-        icmp_check.replace_u32(vip[0], addr[0]);
+        icmp_check.replace_u32(old[0], addr[0]);
     } else {
+        let at = if side == Side::Src { 8 } else { 24 };
         let ip: *mut u8 = ptr_at::<[u8; IPV6_HEADER_LEN]>(ctx, quote.l3).ok_or(())?.cast();
-        unsafe { store_addr(ip, 8, addr) };
-        icmp_check.replace_addr(vip, addr);
+        unsafe { store_addr(ip, at, addr) };
+        icmp_check.replace_addr(old, addr);
     }
 
-    // The quoted source port.
+    // The quoted port.
+    let port_at = if side == Side::Src { 0 } else { 2 };
     let ports: *mut u8 = ptr_at::<[u8; QUOTED_L4_MIN]>(ctx, quote.l4).ok_or(())?.cast();
-    let old_port = unsafe { load16(ports, 0) };
-    unsafe { store16(ports, 0, backend.port) };
-    icmp_check.replace_u16(old_port, backend.port);
+    let old_port = unsafe { load16(ports, port_at) };
+    unsafe { store16(ports, port_at, port) };
+    icmp_check.replace_u16(old_port, port);
 
     // The quoted transport checksum, where the quote holds it (UDP: always, in its first 8
-    // bytes; TCP: in a quote of 18 bytes or more). Nothing checks it, but the backend gets
-    // back the header it sent. Its own bounds check: the verifier must see one for the very
-    // pointer that is read.
+    // bytes; TCP: in a quote of 18 bytes or more). Nothing checks it, but the receiver gets
+    // back the header that was sent. Its own bounds check: the verifier must see one for the
+    // very pointer that is read.
     let udp = quote.flow.proto == PROTO_UDP;
     let check_at = quote.l4 + if udp { UDP_CHECK_OFFSET } else { TCP_CHECK_OFFSET };
     if check_at + 2 <= quote.end {
@@ -207,11 +253,11 @@ fn to_backend(ctx: &XdpContext, outer: &Packet, quote: &Quote, backend: &Backend
         if !(udp && v4 && old_check == 0) {
             let mut c = CsumUpdate::new(old_check);
             if v4 {
-                c.replace_u32(vip[0], addr[0]);
+                c.replace_u32(old[0], addr[0]);
             } else {
-                c.replace_addr(vip, addr);
+                c.replace_addr(old, addr);
             }
-            c.replace_u16(old_port, backend.port);
+            c.replace_u16(old_port, port);
             let new_check = if udp { c.finish_udp() } else { c.finish() };
             unsafe { store16(check, 0, new_check) };
             icmp_check.replace_u16(old_check, new_check);

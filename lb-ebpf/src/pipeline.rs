@@ -91,9 +91,12 @@ fn action(outcome: Outcome) -> u32 {
         | Outcome::DropFibFailed
         | Outcome::DropNoNeighbour
         | Outcome::DropNoEgress => xdp_action::XDP_DROP,
-        Outcome::TxToBackend | Outcome::TxReply | Outcome::TxIcmpToBackend => xdp_action::XDP_TX,
-        Outcome::RedirectToBackend | Outcome::RedirectReply | Outcome::RedirectIcmpToBackend => {
-            xdp_action::XDP_REDIRECT
+        Outcome::TxToBackend | Outcome::TxReply | Outcome::TxIcmpToBackend | Outcome::TxIcmpToClient => {
+            xdp_action::XDP_TX
         }
+        Outcome::RedirectToBackend
+        | Outcome::RedirectReply
+        | Outcome::RedirectIcmpToBackend
+        | Outcome::RedirectIcmpToClient => xdp_action::XDP_REDIRECT,
     }
 }

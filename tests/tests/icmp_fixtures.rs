@@ -310,6 +310,21 @@ impl Run {
         self.fixture(fx)
     }
 
+    /// `error`, about a packet we forwarded to a NAT backend for the flow (client -> `vip`),
+    /// must reach the client quoting the packet as the client sent it (destination `vip`).
+    fn reaches_client(&mut self, name: &str, error: &IcmpError, vip: SocketAddr, session: SessionWas) -> Result<()> {
+        let client = error.to;
+        let egress = self.bed.egress_for(client)?.clone();
+        let mut expected = error.clone();
+        (expected.eth_src, expected.eth_dst) = (egress.mac, self.bed.neighbour_mac(client)?);
+        expected.quoted = expected.quoted.with_dst(vip);
+        let outcome = if egress.ifindex == self.bed.a0.ifindex { Outcome::TxIcmpToClient } else { Outcome::RedirectIcmpToClient };
+        let mut fx = Fixture::new(name, error.bytes(), outcome, Expect::Frame(expected.bytes()));
+        let flow = lb::balancer::flow_key(error.quoted.src, vip, error.quoted.proto());
+        fx.checks.push(Check::Session { flow, backend_id: session.backend_id, closing: session.closing, unconfirmed: session.unconfirmed });
+        self.fixture(fx)
+    }
+
     /// `input` must pass untouched with `outcome`, and leave no session for `flow`.
     fn passed(&mut self, name: &str, outcome: Outcome, input: Vec<u8>, no_session_for: Option<&Frame>) -> Result<()> {
         let mut fx = Fixture::new(name, input, outcome, Expect::Unchanged);
@@ -435,6 +450,43 @@ fn icmp_fixtures() -> Result<()> {
     let quoted = Frame::udp(udp6, &client6(45501)).with_payload(b"answer");
     let was = run.session_of(&quoted)?;
     run.forwarded("v6 nat udp port unreachable (quoted udp checksum rewritten)", &IcmpError::about(PortUnreachable6, quoted), &b, Some(was), &[])?;
+
+    // ---- NAT: errors towards a client about a packet forwarded to its backend ---------------
+    // A router on the backends' side quotes the packet as we forwarded it (destination
+    // backend:port); the client must see its own packet (destination VIP:port).
+    let from_backend_side = |kind: Kind, quoted: Frame| {
+        let mut e = IcmpError::about(kind, quoted);
+        e.router = if e.to.is_ipv4() { "10.200.20.254".parse().unwrap() } else { "fd00:200:20::fe".parse().unwrap() };
+        e
+    };
+    let nat4_flow = Frame::ack(&client(45101), nat4);
+    let was = run.session_of(&reply_of(&client(45101), nat4))?;
+    let nat4_backend = run.backend(was.backend_id)?.addr;
+    let forwarded = nat4_flow.clone().with_dst(nat4_backend).with_payload(&[0xa5; 100]);
+    run.reaches_client("v4 nat frag needed towards the client, whole quote", &from_backend_side(FragmentationNeeded, forwarded.clone()), sa(nat4), was)?;
+    run.reaches_client("v4 nat frag needed towards the client, ip header + 8 bytes", &from_backend_side(FragmentationNeeded, forwarded.clone()).cut_to(8), sa(nat4), was)?;
+    let was_udp = run.session_of(&Frame::udp(udp4, &client(45201)))?;
+    let udp_backend = run.backend(was_udp.backend_id)?.addr;
+    let forwarded_udp = Frame::udp(&client(45201), udp4).with_dst(udp_backend);
+    run.reaches_client("v4 nat udp port unreachable towards the client", &from_backend_side(PortUnreachable, forwarded_udp).cut_to(8), sa(udp4), was_udp)?;
+    let was6 = run.session_of(&reply_of(&client6(45401), nat6))?;
+    let nat6_backend = run.backend(was6.backend_id)?.addr;
+    let forwarded6 = Frame::ack(&client6(45401), nat6).with_dst(nat6_backend);
+    run.reaches_client("v6 nat packet too big towards the client, whole quote", &from_backend_side(PacketTooBig, forwarded6.clone()), sa(nat6), was6)?;
+    run.reaches_client("v6 nat packet too big towards the client, ipv6 header + 8 bytes", &from_backend_side(PacketTooBig, forwarded6).cut_to(8), sa(nat6), was6)?;
+    // DSR forwards the client's packet as it came (destination VIP): the error is right as it is.
+    run.passed(
+        "v4 dsr frag needed towards the client: passed as it is",
+        PassIcmpError,
+        from_backend_side(FragmentationNeeded, Frame::ack(&client(45001), dsr4)).cut_to(8).bytes(),
+        None,
+    )?;
+    run.passed(
+        "v4 nat frag needed towards a client port without a record",
+        PassIcmpError,
+        from_backend_side(FragmentationNeeded, nat4_flow.clone().with_src_port(45199).with_dst(nat4_backend)).cut_to(8).bytes(),
+        None,
+    )?;
 
     // ---- passed untouched --------------------------------------------------------------------
     let dsr_quoted = reply_of(&client(45001), dsr4);
