@@ -118,6 +118,31 @@ fn frag_needed_frame(vip: Ipv4Addr, port: u16) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// NAT, the other way: a "fragmentation needed" from a router on the backends' side to the
+/// bench client, quoting the client's packet as it was forwarded to `backend`.
+fn frag_needed_to_client_frame(backend: SocketAddr) -> Result<Vec<u8>> {
+    let IpAddr::V4(to) = backend.ip() else { bail!("the bench's backends are IPv4") };
+    let mut quoted = Vec::new();
+    PacketBuilder::ipv4([10, 200, 10, 2], to.octets(), 64).tcp(40000, backend.port(), 1, 64240).ack(1).write(&mut quoted, &[0u8; 16])?;
+    let mut out = Vec::new();
+    let frag_needed = etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 };
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0xa, 11], [2, 0, 0, 0, 0xa, 1])
+        .ipv4([10, 200, 10, 253], [10, 200, 10, 2], 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(frag_needed))
+        .write(&mut out, &quoted)?;
+    Ok(out)
+}
+
+/// An ICMP echo request to a VIP: passed to the host.
+fn echo_frame(dst: Ipv4Addr) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0xa, 2], [2, 0, 0, 0, 0xa, 1])
+        .ipv4([10, 200, 10, 2], dst.octets(), 64)
+        .icmpv4_echo_request(7, 1)
+        .write(&mut out, &[0u8; 56])?;
+    Ok(out)
+}
+
 fn udp_frame(dst: Ipv4Addr, dport: u16) -> Vec<u8> {
     let mut out = Vec::new();
     PacketBuilder::ethernet2([2, 0, 0, 0, 0xa, 2], [2, 0, 0, 0, 0xa, 1])
@@ -264,8 +289,8 @@ fn main() -> Result<()> {
     let mut bench = Bench::new(bed.a0.ifindex, DEFAULT_SESSION_CAPACITY)?;
 
     let vip = |last| Ipv4Addr::new(10, 200, 99, last);
-    // The reply case answers the NAT established case's flow from the backend it goes to; that
-    // case runs first and records the session.
+    // The reply case answers the NAT established case's flow from the backend it goes to (that
+    // flow's packet is run first, so the case finds its record even when run alone).
     let nat_flow = lb::balancer::flow_key(
         SocketAddr::new([10, 200, 10, 2].into(), 40000),
         SocketAddr::new(vip(2).into(), 80),
@@ -290,7 +315,8 @@ fn main() -> Result<()> {
         Case { name: "NAT TCP established (session hit + rewrite)", frame: tcp_frame(vip(2), 80, false),
                new_flow_every_run: false, expect: Outcome::TxToBackend, new_sessions_per_run: Some((1, 0)), katran: KATRAN_ESTABLISHED, flow_first: None },
         Case { name: "NAT reply (backend -> client, un-NAT)", frame: reply_frame(nat_backend.addr)?,
-               new_flow_every_run: false, expect: Outcome::TxReply, new_sessions_per_run: None, katran: f64::NAN, flow_first: None },
+               new_flow_every_run: false, expect: Outcome::TxReply, new_sessions_per_run: None, katran: f64::NAN,
+               flow_first: Some(tcp_frame(vip(2), 80, false)) },
         Case { name: "UDP DSR established", frame: udp_frame(vip(3), 53),
                new_flow_every_run: false, expect: Outcome::TxToBackend, new_sessions_per_run: Some((2, 0)), katran: KATRAN_UDP, flow_first: None },
         // Errors about the DSR and NAT established flows (their packets recorded them first).
@@ -300,6 +326,12 @@ fn main() -> Result<()> {
         Case { name: "ICMP frag needed, NAT flow (record, rewrite)", frame: frag_needed_frame(vip(2), 80)?,
                new_flow_every_run: false, expect: Outcome::TxIcmpToBackend, new_sessions_per_run: Some((1, 0)), katran: f64::NAN,
                flow_first: Some(tcp_frame(vip(2), 80, false)) },
+        Case { name: "ICMP frag needed to NAT client (record, rewrite)", frame: frag_needed_to_client_frame(nat_backend.addr)?,
+               new_flow_every_run: false, expect: Outcome::TxIcmpToClient, new_sessions_per_run: None, katran: f64::NAN,
+               flow_first: Some(tcp_frame(vip(2), 80, false)) },
+        Case { name: "ICMP echo request to a VIP (passed)", frame: echo_frame(vip(1))?,
+               new_flow_every_run: false, expect: Outcome::PassNotTcpUdp, new_sessions_per_run: None, katran: f64::NAN,
+               flow_first: None },
     ];
 
     // The floor of the method, and what the harness adds on top of it.
