@@ -1,10 +1,11 @@
-//! ICMP errors about NAT flows with real kernels at both ends (issue 14, part 4): the real
-//! `lb run` in NAT mode on a two-arm topology, native XDP on veth, IPv4 and IPv6. A connected
+//! ICMP errors about flows with real kernels at both ends (issue 14, part 4): the real `lb run`
+//! in NAT mode on a two-arm topology and in DSR mode on a one-arm one, native XDP on veth, IPv4
+//! and IPv6. A connected
 //! UDP socket learns of an ICMP port unreachable (ECONNREFUSED) only if the error quotes a
 //! packet it sent, with its own addresses and ports: so the error must have been rewritten
 //! right, on its way to the client (quoting VIP:port, not the backend) and on its way to the
-//! backend (quoting the backend, not the VIP). Without the ICMP path both errors reach their
-//! host unchanged (or not at all) and the socket waits in vain.
+//! backend (quoting the backend, not the VIP); in DSR, to the backend as it came. Without the
+//! ICMP path the errors reach their host unchanged (or not at all) and the socket waits in vain.
 
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -14,7 +15,8 @@ use lb_tests::{
     daemon::{LbDaemon, outcome},
     lb_config::{ServiceConfig, render},
     servers::BackendServer,
-    topology::TwoArm,
+    topology::{OneArm, TwoArm},
+    xdp_pass::PassProgram,
 };
 
 const BACKEND_PORT: u16 = 8080;
@@ -99,6 +101,49 @@ fn port_unreachable_both_ways(v6: bool) {
     lb.stop().expect("clean exit on SIGTERM");
 }
 
+/// DSR: the backend answers a client that has closed its socket, straight from the VIP; the
+/// client's kernel answers port unreachable to the VIP, which the client routes via the lb.
+/// The lb must send it on to the backend (MACs only), whose socket holds VIP:port.
+fn dsr_port_unreachable_reaches_the_backend(v6: bool) {
+    const PORT: u16 = 8080;
+    let topo = OneArm::new(1).expect("topology");
+    let vip: IpAddr = if v6 { "fd00:200:100::1" } else { "10.200.100.1" }.parse().unwrap();
+    topo.add_vip(vip).expect("VIP on the backend");
+    let mut servers = BackendServer::start_all(topo.backends(), PORT).expect("servers");
+    let (switch, lb_peer) = topo.lb_peer();
+    let _pass = PassProgram::attach(switch, lb_peer).expect("XDP_PASS on the lb's switch port");
+    let service = ServiceConfig {
+        name: "dns".into(),
+        vip,
+        port: PORT,
+        protocol: "udp",
+        forwarding: "dsr",
+        backends: vec![topo.backend(0).addr(v6)],
+        backend_port: PORT,
+    };
+    let mut lb = LbDaemon::start(topo.lb().ns(), &render(&[service]), &[topo.lb().dev()]).expect("lb run");
+    lb.wait_in_service("dns", 1, Duration::from_secs(20)).expect("the backend in service");
+    servers[0].udp.kill().expect("stop the UDP server");
+    let client = topo.client();
+    let vip_end = SocketAddr::new(vip, PORT);
+
+    let answering = udp_socket(topo.backend(0).ns(), vip_end);
+    let leaving = udp_socket(client.ns(), SocketAddr::new(client.addr(v6), 0));
+    leaving.connect(vip_end).unwrap();
+    leaving.send(b"ask, then leave").unwrap();
+    let mut buf = [0u8; 512];
+    let (_, from) = answering.recv_from(&mut buf).expect("the client's datagram at the backend");
+    answering.connect(from).unwrap();
+    drop(leaving);
+    answering.send(b"too late").unwrap();
+    assert_refused(&answering, "the backend's socket");
+    let status = lb.status().unwrap();
+    assert!(outcome(&status, "tx_icmp_to_backend") >= 1, "{status}");
+
+    drop(servers);
+    lb.stop().expect("clean exit on SIGTERM");
+}
+
 #[test]
 fn nat_ipv4_port_unreachable_reaches_client_and_backend() {
     port_unreachable_both_ways(false);
@@ -107,4 +152,14 @@ fn nat_ipv4_port_unreachable_reaches_client_and_backend() {
 #[test]
 fn nat_ipv6_port_unreachable_reaches_client_and_backend() {
     port_unreachable_both_ways(true);
+}
+
+#[test]
+fn dsr_ipv4_port_unreachable_reaches_the_backend() {
+    dsr_port_unreachable_reaches_the_backend(false);
+}
+
+#[test]
+fn dsr_ipv6_port_unreachable_reaches_the_backend() {
+    dsr_port_unreachable_reaches_the_backend(true);
 }
