@@ -9,6 +9,7 @@ extern crate std;
 pub mod csum;
 pub mod filter;
 pub mod hash;
+pub mod icmp;
 pub mod layout;
 pub mod limits;
 pub mod nat_reply;
@@ -18,6 +19,7 @@ pub mod stats;
 
 pub use filter::{FILTER_SLOTS, FILTER_WORDS, filter_bit, filter_slot};
 pub use hash::{flow_hash, second_choice, table_slot};
+pub use icmp::{PROTO_ICMP, PROTO_ICMPV6};
 pub use layout::*;
 pub use limits::*;
 pub use quota::{NewSessionQuota, QUOTA_BURST_PERCENT};

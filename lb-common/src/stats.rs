@@ -6,7 +6,8 @@
 pub enum Outcome {
     /// Not IPv4/IPv6 (ARP, LLDP, ...): passed.
     PassNotIp = 0,
-    /// IP but neither TCP nor UDP (ICMP, ...): passed.
+    /// IP but neither TCP nor UDP (ICMP echo and other ICMP that is no error about a flow, other
+    /// protocols): passed.
     PassNotTcpUdp = 1,
     /// TCP/UDP not addressed to a service and not a NAT reply: passed.
     PassNoService = 2,
@@ -32,9 +33,23 @@ pub enum Outcome {
     TxReply = 12,
     /// A NAT reply rewritten to VIP:port, sent through another interface.
     RedirectReply = 13,
+    /// An ICMP error (destination unreachable, packet too big) not about a service's flow (nor
+    /// a NAT flow's packet to its backend), or about one that has no backend now: passed.
+    PassIcmpError = 14,
+    /// An ICMP error about a service's flow, sent to the flow's backend out of its ingress
+    /// interface.
+    TxIcmpToBackend = 15,
+    /// An ICMP error about a service's flow, sent to the flow's backend through another
+    /// interface.
+    RedirectIcmpToBackend = 16,
+    /// NAT: an ICMP error about a packet forwarded to a backend, rewritten to quote VIP:port
+    /// and sent on to the client out of its ingress interface.
+    TxIcmpToClient = 17,
+    /// As TxIcmpToClient, through another interface.
+    RedirectIcmpToClient = 18,
 }
 
-pub const OUTCOME_COUNT: u32 = 14;
+pub const OUTCOME_COUNT: u32 = 19;
 
 impl Outcome {
     pub const ALL: [Outcome; OUTCOME_COUNT as usize] = [
@@ -52,6 +67,11 @@ impl Outcome {
         Outcome::RedirectToBackend,
         Outcome::TxReply,
         Outcome::RedirectReply,
+        Outcome::PassIcmpError,
+        Outcome::TxIcmpToBackend,
+        Outcome::RedirectIcmpToBackend,
+        Outcome::TxIcmpToClient,
+        Outcome::RedirectIcmpToClient,
     ];
 
     /// Name used in `lb status` and metrics.
@@ -71,21 +91,45 @@ impl Outcome {
             Outcome::RedirectToBackend => "redirect_to_backend",
             Outcome::TxReply => "tx_reply",
             Outcome::RedirectReply => "redirect_reply",
+            Outcome::PassIcmpError => "pass_icmp_error",
+            Outcome::TxIcmpToBackend => "tx_icmp_to_backend",
+            Outcome::RedirectIcmpToBackend => "redirect_icmp_to_backend",
+            Outcome::TxIcmpToClient => "tx_icmp_to_client",
+            Outcome::RedirectIcmpToClient => "redirect_icmp_to_client",
         }
     }
 
     /// Whether the packet left towards a backend or client (TX or redirect).
     pub const fn is_forwarded(self) -> bool {
-        self as u32 >= Outcome::TxToBackend as u32
+        matches!(
+            self,
+            Outcome::TxToBackend
+                | Outcome::RedirectToBackend
+                | Outcome::TxReply
+                | Outcome::RedirectReply
+                | Outcome::TxIcmpToBackend
+                | Outcome::RedirectIcmpToBackend
+                | Outcome::TxIcmpToClient
+                | Outcome::RedirectIcmpToClient
+        )
     }
 
     /// The XDP verdict this outcome implies: "pass", "drop", "tx" or "redirect".
     pub const fn verdict(self) -> &'static str {
-        match self as u32 {
-            0..=5 => "pass",
-            6..=9 => "drop",
-            10 | 12 => "tx",
-            _ => "redirect",
+        match self {
+            Outcome::PassNotIp
+            | Outcome::PassNotTcpUdp
+            | Outcome::PassNoService
+            | Outcome::PassFragment
+            | Outcome::PassIpv6NextHeader
+            | Outcome::PassMalformed
+            | Outcome::PassIcmpError => "pass",
+            Outcome::DropNoBackend | Outcome::DropFibFailed | Outcome::DropNoNeighbour | Outcome::DropNoEgress => "drop",
+            Outcome::TxToBackend | Outcome::TxReply | Outcome::TxIcmpToBackend | Outcome::TxIcmpToClient => "tx",
+            Outcome::RedirectToBackend
+            | Outcome::RedirectReply
+            | Outcome::RedirectIcmpToBackend
+            | Outcome::RedirectIcmpToClient => "redirect",
         }
     }
 }
@@ -129,6 +173,20 @@ impl Event {
             Event::ReplyOfEndedFlow => "reply_of_ended_flow",
             Event::SpilledToOverflow => "spilled_to_overflow",
             Event::EveryChoiceFull => "every_choice_full",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_is_listed_once_in_its_own_place() {
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*o as usize, i, "{} is out of place in Outcome::ALL", o.name());
+            let forwarded = matches!(o.verdict(), "tx" | "redirect");
+            assert_eq!(o.is_forwarded(), forwarded, "{}: is_forwarded disagrees with its verdict", o.name());
         }
     }
 }

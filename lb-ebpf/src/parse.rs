@@ -1,8 +1,9 @@
-//! Step 1: parse Ethernet [802.1Q] -> IPv4 (IHL honoured) | IPv6 -> TCP | UDP into a flow key.
-//! Anything we do not fully understand is passed to the kernel untouched, with the reason.
+//! Step 1: parse Ethernet [802.1Q] -> IPv4 (IHL honoured) | IPv6 -> TCP | UDP into a flow key,
+//! or ICMP | ICMPv6 for icmp.rs. Anything we do not fully understand is passed to the kernel
+//! untouched, with the reason.
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::{FAMILY_V4, FAMILY_V6, FlowKey, Outcome, PROTO_TCP, PROTO_UDP};
+use lb_common::{FAMILY_V4, FAMILY_V6, FlowKey, Outcome, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -21,20 +22,28 @@ const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
 const TCP_ACK: u8 = 0x10;
-const IPPROTO_ICMPV6: u8 = 58;
 /// More-fragments flag and fragment offset of the IPv4 `frags` field, in wire order.
 const IPV4_MF_OR_OFFSET: u16 = wire16(0x3FFF);
 
-const fn wire16(host: u16) -> u16 {
+pub const fn wire16(host: u16) -> u16 {
     u16::from_ne_bytes(host.to_be_bytes())
 }
 
-/// A parsed TCP/UDP packet: its flow key and where its headers start.
+/// What the frame carries.
+pub enum Parsed {
+    /// TCP or UDP: a packet of a flow.
+    Flow(Packet),
+    /// ICMP (in IPv4) or ICMPv6: `outer.flow` has the addresses and protocol, no ports.
+    /// `ip_end`: the offset where the IP packet ends (any quoted packet ends there too).
+    Icmp { outer: Packet, ip_end: usize },
+}
+
+/// A parsed TCP/UDP packet: its flow key and where its headers start (or an ICMP message's).
 pub struct Packet {
     pub flow: FlowKey,
     /// Offset of the IP header.
     pub l3: usize,
-    /// Offset of the TCP/UDP header.
+    /// Offset of the TCP/UDP (or ICMP) header.
     pub l4: usize,
     /// Frame length in bytes, for the traffic counters.
     pub len: u64,
@@ -63,7 +72,7 @@ impl Packet {
 }
 
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Result<Packet, Outcome> {
+pub fn parse(ctx: &XdpContext) -> Result<Parsed, Outcome> {
     let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Outcome::PassMalformed)?;
     let mut ether_type = unsafe { (*eth).ether_type };
     let mut l3 = EthHdr::LEN;
@@ -82,8 +91,11 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Outcome> {
     } else {
         return Err(Outcome::PassNotIp);
     };
+    if flow.proto == PROTO_ICMP || flow.proto == PROTO_ICMPV6 {
+        return Ok(Parsed::Icmp { outer: Packet { flow, l3, l4, len, tcp_flags: 0 }, ip_end });
+    }
     let tcp_flags = parse_ports(ctx, l4, ip_end, &mut flow)?;
-    Ok(Packet { flow, l3, l4, len, tcp_flags })
+    Ok(Parsed::Flow(Packet { flow, l3, l4, len, tcp_flags }))
 }
 
 /// Returns the offsets of the L4 header and of the end of the IP packet (Ethernet padding may
@@ -101,7 +113,7 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize, flow: &mut FlowKey) -> Result<(usize,
     if total < ihl_bytes || l3 + total > ctx.data_end() - ctx.data() {
         return Err(Outcome::PassMalformed);
     }
-    if ip.proto != PROTO_TCP && ip.proto != PROTO_UDP {
+    if ip.proto != PROTO_TCP && ip.proto != PROTO_UDP && ip.proto != PROTO_ICMP {
         return Err(Outcome::PassNotTcpUdp);
     }
     if unsafe { load16(base, 6) } & IPV4_MF_OR_OFFSET != 0 {
@@ -126,12 +138,8 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize, flow: &mut FlowKey) -> Result<(usize,
     if l3 + Ipv6Hdr::LEN + payload > ctx.data_end() - ctx.data() {
         return Err(Outcome::PassMalformed);
     }
-    if ip.next_hdr != PROTO_TCP && ip.next_hdr != PROTO_UDP {
-        return Err(if ip.next_hdr == IPPROTO_ICMPV6 {
-            Outcome::PassNotTcpUdp
-        } else {
-            Outcome::PassIpv6NextHeader
-        });
+    if ip.next_hdr != PROTO_TCP && ip.next_hdr != PROTO_UDP && ip.next_hdr != PROTO_ICMPV6 {
+        return Err(Outcome::PassIpv6NextHeader);
     }
     flow.src_addr = unsafe { words(base, 8) };
     flow.dst_addr = unsafe { words(base, 24) };
@@ -145,7 +153,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize, flow: &mut FlowKey) -> Result<(usize,
 /// # Safety
 /// The 16 bytes must lie inside the checked IPv6 header.
 #[inline(always)]
-unsafe fn words(base: *const u8, offset: usize) -> [u32; 4] {
+pub unsafe fn words(base: *const u8, offset: usize) -> [u32; 4] {
     unsafe {
         [
             load32(base, offset),

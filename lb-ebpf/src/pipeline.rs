@@ -5,7 +5,9 @@ use lb_common::{Event, Outcome};
 
 use crate::{
     forward::{self, Side},
-    packet, parse, reply, select, service,
+    icmp, packet,
+    parse::{self, Parsed},
+    reply, select, service,
     session::{self, Lookup},
     stats,
 };
@@ -20,7 +22,8 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn run(ctx: &XdpContext) -> Outcome {
     let mut pkt = match parse::parse(ctx) {
-        Ok(pkt) => pkt,
+        Ok(Parsed::Flow(pkt)) => pkt,
+        Ok(Parsed::Icmp { outer, ip_end }) => return icmp::forward(ctx, &outer, ip_end),
         Err(outcome) => return outcome,
     };
     if !service::may_be_service(&pkt.flow) {
@@ -82,12 +85,18 @@ fn action(outcome: Outcome) -> u32 {
         | Outcome::PassNoService
         | Outcome::PassFragment
         | Outcome::PassIpv6NextHeader
-        | Outcome::PassMalformed => xdp_action::XDP_PASS,
+        | Outcome::PassMalformed
+        | Outcome::PassIcmpError => xdp_action::XDP_PASS,
         Outcome::DropNoBackend
         | Outcome::DropFibFailed
         | Outcome::DropNoNeighbour
         | Outcome::DropNoEgress => xdp_action::XDP_DROP,
-        Outcome::TxToBackend | Outcome::TxReply => xdp_action::XDP_TX,
-        Outcome::RedirectToBackend | Outcome::RedirectReply => xdp_action::XDP_REDIRECT,
+        Outcome::TxToBackend | Outcome::TxReply | Outcome::TxIcmpToBackend | Outcome::TxIcmpToClient => {
+            xdp_action::XDP_TX
+        }
+        Outcome::RedirectToBackend
+        | Outcome::RedirectReply
+        | Outcome::RedirectIcmpToBackend
+        | Outcome::RedirectIcmpToClient => xdp_action::XDP_REDIRECT,
     }
 }

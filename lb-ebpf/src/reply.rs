@@ -51,18 +51,18 @@ pub fn forward(ctx: &XdpContext, pkt: &mut Packet) -> Outcome {
 }
 
 /// A client's record of a flow sent to the backend a packet comes from.
-struct Recorded {
+pub struct Recorded {
     /// The service address the flow was sent to.
-    vip: NatVip,
-    slot: *mut SessionSlot,
+    pub vip: NatVip,
+    pub slot: *mut SessionSlot,
     /// The session hash of the client's flow (client -> VIP).
-    hash: u32,
+    pub hash: u32,
 }
 
 /// The client's record that sends a flow to the backend a packet (backend -> client) comes
-/// from, if any.
+/// from, if any. Reads only (icmp.rs asks it too, for errors about a flow's packets).
 #[inline(always)]
-fn recorded_flow(reply: &FlowKey) -> Option<Recorded> {
+pub fn recorded_flow(reply: &FlowKey) -> Option<Recorded> {
     if !filter::marked(&NAT_REPLY_FILTER, &reply.src_addr, reply.src_port, reply.proto) {
         return None;
     }

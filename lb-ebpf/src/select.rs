@@ -23,9 +23,7 @@ const MAX_SPILL_PROBES: u32 = 16;
 
 #[inline(always)]
 pub fn choose(flow: &Flow, svc: &ServiceInfo, now_ns: u64) -> Option<Assignment> {
-    // The session hash is the five-tuple flow hash: a service hashing the five-tuple reuses it.
-    let fields = svc.flags & HASH_FIELDS_MASK;
-    let hash = if fields == HASH_FIVE_TUPLE { flow.hash } else { flow_hash(flow.key, fields) };
+    let hash = table_hash(flow, svc);
     let first = choose_backend(hash, svc);
     if let Some((id, backend)) = first {
         if quota::admit(id, &backend, now_ns) {
@@ -42,6 +40,23 @@ pub fn choose(flow: &Flow, svc: &ServiceInfo, now_ns: u64) -> Option<Assignment>
     let (id, backend) = first?;
     stats::count_event(Event::EveryChoiceFull);
     Some(Assignment::new(svc, id, backend))
+}
+
+/// Where a new flow of the service would go by its table alone (the slot's backend, else the
+/// second choice), without asking its quota: for packets that only follow a flow (an ICMP
+/// error about it), never opening one, so they take no quota token.
+#[inline(always)]
+pub fn table_choice(flow: &Flow, svc: &ServiceInfo) -> Option<Assignment> {
+    let (id, backend) = choose_backend(table_hash(flow, svc), svc)?;
+    Some(Assignment { new: false, ..Assignment::new(svc, id, backend) })
+}
+
+/// The hash that picks the flow's table slot: over the fields the service hashes.
+#[inline(always)]
+fn table_hash(flow: &Flow, svc: &ServiceInfo) -> u32 {
+    // The session hash is the five-tuple flow hash: a service hashing the five-tuple reuses it.
+    let fields = svc.flags & HASH_FIELDS_MASK;
+    if fields == HASH_FIVE_TUPLE { flow.hash } else { flow_hash(flow.key, fields) }
 }
 
 /// The service's table choice for `hash`, or its second choice if that backend is down.

@@ -49,18 +49,33 @@ pub fn lookup(flow: &Flow, now_ns: u64) -> Lookup {
     // The lookup runs for every packet but a SYN: this one confirms a record made by the flow's
     // first packet.
     session_table::change_flags(slot, flow.hash, 0, SESSION_F_UNCONFIRMED);
-    let session = slot.session;
-    let backend_id = session.backend_id;
-    match usable_backend(backend_id) {
-        Some(backend) if backend.generation == session.generation => Lookup::Hit(Assignment {
-            service_id: session.service_id as u32,
-            nat: session.is_nat(),
-            backend_id,
-            backend,
-            new: false,
-        }),
-        _ => Lookup::Stale,
+    match recorded(&slot.session) {
+        Some(to) => Lookup::Hit(to),
+        None => Lookup::Stale,
     }
+}
+
+/// Where the flow's record sends it, if that backend is still up; unlike `lookup`, writes
+/// nothing: a packet that is not the flow's own (an ICMP error about it) must not keep its
+/// record alive or confirm it.
+#[inline(always)]
+pub fn peek(flow: &Flow) -> Option<Assignment> {
+    let slot = session_table::find(flow)?;
+    recorded(unsafe { &(*slot).session })
+}
+
+/// The record's assignment, if its backend is up and still the one it names (same generation).
+#[inline(always)]
+fn recorded(session: &Session) -> Option<Assignment> {
+    let backend_id = session.backend_id;
+    let backend = usable_backend(backend_id)?;
+    (backend.generation == session.generation).then_some(Assignment {
+        service_id: session.service_id as u32,
+        nat: session.is_nat(),
+        backend_id,
+        backend,
+        new: false,
+    })
 }
 
 /// The backend with this id, if it is up.

@@ -107,6 +107,9 @@ struct Case {
     new_sessions_per_run: Option<(u32, u64)>,
     /// Katran's figure for the same path (NaN: Katran has no such path).
     katran: f64,
+    /// A packet run once before the case: the flow the case's packets are about, so the
+    /// case finds its record even when run alone.
+    flow_first: Option<Vec<u8>>,
 }
 
 fn tcp_frame(dst: Ipv4Addr, dport: u16, syn: bool) -> Vec<u8> {
@@ -128,6 +131,46 @@ fn reply_frame(backend: SocketAddr) -> Result<Vec<u8>> {
         .tcp(backend.port(), 40000, 1, 64240)
         .ack(1)
         .write(&mut out, &[0u8; 16])?;
+    Ok(out)
+}
+
+/// An ICMP "fragmentation needed" from a router on the client's side to `vip`, quoting a whole
+/// packet of the bench client's flow in the reply direction (vip:port -> client): what a
+/// backend's too-big reply draws.
+fn frag_needed_frame(vip: Ipv4Addr, port: u16) -> Result<Vec<u8>> {
+    let mut quoted = Vec::new();
+    PacketBuilder::ipv4(vip.octets(), [10, 200, 10, 2], 64).tcp(port, 40000, 1, 64240).ack(1).write(&mut quoted, &[0u8; 16])?;
+    let mut out = Vec::new();
+    let frag_needed = etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 };
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0xa, 2], [2, 0, 0, 0, 0xa, 1])
+        .ipv4([10, 200, 10, 254], vip.octets(), 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(frag_needed))
+        .write(&mut out, &quoted)?;
+    Ok(out)
+}
+
+/// NAT, the other way: a "fragmentation needed" from a router on the backends' side to the
+/// bench client, quoting the client's packet as it was forwarded to `backend`.
+fn frag_needed_to_client_frame(backend: SocketAddr) -> Result<Vec<u8>> {
+    let IpAddr::V4(to) = backend.ip() else { bail!("the bench's backends are IPv4") };
+    let mut quoted = Vec::new();
+    PacketBuilder::ipv4([10, 200, 10, 2], to.octets(), 64).tcp(40000, backend.port(), 1, 64240).ack(1).write(&mut quoted, &[0u8; 16])?;
+    let mut out = Vec::new();
+    let frag_needed = etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 };
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0xa, 11], [2, 0, 0, 0, 0xa, 1])
+        .ipv4([10, 200, 10, 253], [10, 200, 10, 2], 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(frag_needed))
+        .write(&mut out, &quoted)?;
+    Ok(out)
+}
+
+/// An ICMP echo request to a VIP: passed to the host.
+fn echo_frame(dst: Ipv4Addr) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0xa, 2], [2, 0, 0, 0, 0xa, 1])
+        .ipv4([10, 200, 10, 2], dst.octets(), 64)
+        .icmpv4_echo_request(7, 1)
+        .write(&mut out, &[0u8; 56])?;
     Ok(out)
 }
 
@@ -174,6 +217,12 @@ impl Bench {
 
     /// Runs `case` ROUNDS times; returns the median program and net ns and the program range.
     fn case(&mut self, case: &Case, runs: u32, stamp_base: u32) -> Result<(f64, f64, String)> {
+        if let Some(frame) = &case.flow_first {
+            let mut out = vec![0u8; 512];
+            let ingress = self.ingress;
+            let p: &mut Xdp = self.dp().ebpf_mut().program_mut("lb_xdp").context("program")?.try_into()?;
+            run_xdp(p, ingress, frame, &mut out, 1)?;
+        }
         let mut rounds = Vec::with_capacity(ROUNDS);
         for round in 0..ROUNDS {
             // Every round stamps source addresses no earlier round used: new flows stay new.
@@ -276,8 +325,8 @@ fn main() -> Result<()> {
     let mut bench = Bench::new(bed.a0.ifindex, DEFAULT_SESSION_CAPACITY)?;
 
     let vip = |last| Ipv4Addr::new(10, 200, 99, last);
-    // The reply case answers the NAT established case's flow from the backend it goes to; that
-    // case runs first and records the session.
+    // The reply case answers the NAT established case's flow from the backend it goes to (that
+    // flow's packet is run first, so the case finds its record even when run alone).
     let nat_flow = lb::balancer::flow_key(
         SocketAddr::new([10, 200, 10, 2].into(), 40000),
         SocketAddr::new(vip(2).into(), 80),
@@ -286,33 +335,47 @@ fn main() -> Result<()> {
     let nat_backend = bench.balancer.explain(&nat_flow)?.and_then(|e| e.backend).context("the NAT flow's backend")?;
     let cases = vec![
         Case { name: "non-service packet (TCP to another address)", frame: tcp_frame(Ipv4Addr::new(10, 200, 10, 1), 22, false),
-               new_flow_every_run: false, expect: Outcome::PassNoService, new_sessions_per_run: None, katran: KATRAN_NON_SERVICE },
+               new_flow_every_run: false, expect: Outcome::PassNoService, new_sessions_per_run: None, katran: KATRAN_NON_SERVICE, flow_first: None },
         Case { name: "DSR TCP SYN, new flow (hash + session insert)", frame: tcp_frame(vip(1), 80, true),
-               new_flow_every_run: true, expect: Outcome::TxToBackend, new_sessions_per_run: Some((0, 1)), katran: KATRAN_NEW_TCP },
+               new_flow_every_run: true, expect: Outcome::TxToBackend, new_sessions_per_run: Some((0, 1)), katran: KATRAN_NEW_TCP, flow_first: None },
         // What a test run of Katran measures: one SYN repeated, so its record is rewritten in
         // place (hot in cache) rather than a new one inserted.
         Case { name: "DSR TCP SYN, same flow every run", frame: tcp_frame(vip(1), 80, true),
-               new_flow_every_run: false, expect: Outcome::TxToBackend, new_sessions_per_run: Some((0, 1)), katran: KATRAN_NEW_TCP },
+               new_flow_every_run: false, expect: Outcome::TxToBackend, new_sessions_per_run: Some((0, 1)), katran: KATRAN_NEW_TCP, flow_first: None },
         Case { name: "DSR TCP established (session hit)", frame: tcp_frame(vip(1), 80, false),
-               new_flow_every_run: false, expect: Outcome::TxToBackend, new_sessions_per_run: Some((0, 0)), katran: KATRAN_ESTABLISHED },
+               new_flow_every_run: false, expect: Outcome::TxToBackend, new_sessions_per_run: Some((0, 0)), katran: KATRAN_ESTABLISHED, flow_first: None },
         Case { name: "NAT TCP SYN, new flow (session insert + rewrite)", frame: tcp_frame(vip(2), 80, true),
-               new_flow_every_run: true, expect: Outcome::TxToBackend, new_sessions_per_run: Some((1, 1)), katran: KATRAN_NEW_TCP },
+               new_flow_every_run: true, expect: Outcome::TxToBackend, new_sessions_per_run: Some((1, 1)), katran: KATRAN_NEW_TCP, flow_first: None },
         Case { name: "NAT TCP SYN, same flow every run", frame: tcp_frame(vip(2), 80, true),
-               new_flow_every_run: false, expect: Outcome::TxToBackend, new_sessions_per_run: Some((1, 1)), katran: KATRAN_NEW_TCP },
+               new_flow_every_run: false, expect: Outcome::TxToBackend, new_sessions_per_run: Some((1, 1)), katran: KATRAN_NEW_TCP, flow_first: None },
         Case { name: "NAT TCP established (session hit + rewrite)", frame: tcp_frame(vip(2), 80, false),
-               new_flow_every_run: false, expect: Outcome::TxToBackend, new_sessions_per_run: Some((1, 0)), katran: KATRAN_ESTABLISHED },
+               new_flow_every_run: false, expect: Outcome::TxToBackend, new_sessions_per_run: Some((1, 0)), katran: KATRAN_ESTABLISHED, flow_first: None },
         Case { name: "NAT reply (backend -> client, un-NAT)", frame: reply_frame(nat_backend.addr)?,
-               new_flow_every_run: false, expect: Outcome::TxReply, new_sessions_per_run: None, katran: f64::NAN },
+               new_flow_every_run: false, expect: Outcome::TxReply, new_sessions_per_run: None, katran: f64::NAN,
+               flow_first: Some(tcp_frame(vip(2), 80, false)) },
         // Shunting: the primary choice is full, so the flow goes to the overflow pool's table
         // and its choice's new-session pace (one compare-and-swap). Beside the plain new flow.
         Case { name: "DSR TCP SYN, new flow that spills (primary full)", frame: tcp_frame(vip(4), 80, true),
-               new_flow_every_run: true, expect: Outcome::TxToBackend, new_sessions_per_run: Some((3, 1)), katran: f64::NAN },
+               new_flow_every_run: true, expect: Outcome::TxToBackend, new_sessions_per_run: Some((3, 1)), katran: f64::NAN, flow_first: None },
         Case { name: "DSR TCP SYN, same flow every run, spills", frame: tcp_frame(vip(4), 80, true),
-               new_flow_every_run: false, expect: Outcome::TxToBackend, new_sessions_per_run: Some((3, 1)), katran: f64::NAN },
+               new_flow_every_run: false, expect: Outcome::TxToBackend, new_sessions_per_run: Some((3, 1)), katran: f64::NAN, flow_first: None },
         Case { name: "DSR TCP established of a spilled flow", frame: tcp_frame(vip(4), 80, false),
-               new_flow_every_run: false, expect: Outcome::TxToBackend, new_sessions_per_run: Some((3, 0)), katran: f64::NAN },
+               new_flow_every_run: false, expect: Outcome::TxToBackend, new_sessions_per_run: Some((3, 0)), katran: f64::NAN, flow_first: None },
         Case { name: "UDP DSR established", frame: udp_frame(vip(3), 53),
-               new_flow_every_run: false, expect: Outcome::TxToBackend, new_sessions_per_run: Some((2, 0)), katran: KATRAN_UDP },
+               new_flow_every_run: false, expect: Outcome::TxToBackend, new_sessions_per_run: Some((2, 0)), katran: KATRAN_UDP, flow_first: None },
+        // Errors about the DSR and NAT established flows (their packets recorded them first).
+        Case { name: "ICMP frag needed, DSR flow (record, MACs)", frame: frag_needed_frame(vip(1), 80)?,
+               new_flow_every_run: false, expect: Outcome::TxIcmpToBackend, new_sessions_per_run: Some((0, 0)), katran: f64::NAN,
+               flow_first: Some(tcp_frame(vip(1), 80, false)) },
+        Case { name: "ICMP frag needed, NAT flow (record, rewrite)", frame: frag_needed_frame(vip(2), 80)?,
+               new_flow_every_run: false, expect: Outcome::TxIcmpToBackend, new_sessions_per_run: Some((1, 0)), katran: f64::NAN,
+               flow_first: Some(tcp_frame(vip(2), 80, false)) },
+        Case { name: "ICMP frag needed to NAT client (record, rewrite)", frame: frag_needed_to_client_frame(nat_backend.addr)?,
+               new_flow_every_run: false, expect: Outcome::TxIcmpToClient, new_sessions_per_run: None, katran: f64::NAN,
+               flow_first: Some(tcp_frame(vip(2), 80, false)) },
+        Case { name: "ICMP echo request to a VIP (passed)", frame: echo_frame(vip(1))?,
+               new_flow_every_run: false, expect: Outcome::PassNotTcpUdp, new_sessions_per_run: None, katran: f64::NAN,
+               flow_first: None },
     ];
 
     // The floor of the method, and what the harness adds on top of it.

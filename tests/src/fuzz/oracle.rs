@@ -11,6 +11,10 @@
 //!   the output is well-formed, its IPv4 header and transport checksums right whenever the
 //!   input's were (a wrong one stays wrong: checksums are updated, not recomputed), and nothing
 //!   else in it changed.
+//! - An ICMP error (destination unreachable, packet too big) about a service's flow may go to
+//!   one of that service's backends (NAT: outer destination and quoted source rewritten to it),
+//!   and one about a NAT backend's packet to its client with the quoted backend rewritten back
+//!   to the VIP; checksums right whenever they were.
 //! - A well-formed TCP/UDP packet to a service (no fragment, no IPv6 extension header, one
 //!   802.1Q tag at most) is forwarded, never passed.
 
@@ -42,6 +46,8 @@ pub enum Seen {
     Dropped,
     Request,
     Reply,
+    IcmpToBackend,
+    IcmpToClient,
 }
 
 /// A frame as etherparse reads it: only TCP and UDP over IPv4/IPv6 are of interest.
@@ -197,6 +203,9 @@ impl Oracle {
                 }
             }
             XDP_TX | XDP_REDIRECT => {
+                if let Some(error) = read_icmp_error(input) {
+                    return self.icmp_forwarded(&error, input, output);
+                }
                 let r = r.ok_or("forwarded a frame etherparse cannot read as TCP/UDP over IP")?;
                 if !r.length_from_header || r.fragmented {
                     return Err("forwarded a fragment or a packet whose IP header gives no length".into());
@@ -251,6 +260,133 @@ impl Oracle {
         }
         same_except(r.segment, o.segment, r.proto, &[0, 1])?;
         Ok(Seen::Reply)
+    }
+}
+
+/// An ICMP or ICMPv6 error as etherparse reads it, with the endpoints of the packet it quotes
+/// (read here from the quote's IP header and first 4 transport bytes).
+struct IcmpError<'a> {
+    eth_dst: [u8; 6],
+    l3: usize,
+    outer_src: IpAddr,
+    outer_dst: IpAddr,
+    ipv4_header: Option<&'a [u8]>,
+    /// The ICMP message: header and quote.
+    message: &'a [u8],
+    quoted_src: SocketAddr,
+    quoted_dst: SocketAddr,
+    quoted_proto: u8,
+}
+
+fn read_icmp_error(frame: &[u8]) -> Option<IcmpError<'_>> {
+    let p = SlicedPacket::from_ethernet(frame).ok()?;
+    let etherparse::LinkHeader::Ethernet2(eth) = p.link.as_ref()?.to_header()? else { return None };
+    let tags = match &p.vlan {
+        None => 0,
+        Some(VlanSlice::SingleVlan(_)) if frame[12..14] == [0x81, 0x00] => 1,
+        Some(_) => return None,
+    };
+    let l3 = 14 + 4 * tags;
+    let net = p.net?;
+    let payload = net.ip_payload_ref()?.clone();
+    if payload.fragmented || payload.len_source == etherparse::LenSource::Slice {
+        return None;
+    }
+    let (outer_src, outer_dst, ipv4_header): (IpAddr, IpAddr, Option<&[u8]>) = match &net {
+        NetSlice::Ipv4(v4) => {
+            let h = v4.header();
+            (h.source_addr().into(), h.destination_addr().into(), Some(frame.get(l3..l3 + h.slice().len())?))
+        }
+        NetSlice::Ipv6(v6) => (v6.header().source_addr().into(), v6.header().destination_addr().into(), None),
+    };
+    let message = payload.payload;
+    let is_error = match (payload.ip_number.0, message.first()?) {
+        (1, 3) => true,
+        (58, 1 | 2) => true,
+        _ => false,
+    };
+    if !is_error {
+        return None;
+    }
+    let quote = message.get(8..)?;
+    let (quoted_src, quoted_dst, quoted_proto, l4) = match quote.first()? >> 4 {
+        4 => {
+            let ihl = usize::from(quote[0] & 0x0f) * 4;
+            let a = |at: usize| -> Option<IpAddr> { Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(quote.get(at..at + 4)?).ok()?).into()) };
+            (a(12)?, a(16)?, *quote.get(9)?, ihl)
+        }
+        6 => {
+            let a = |at: usize| -> Option<IpAddr> { Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(quote.get(at..at + 16)?).ok()?).into()) };
+            (a(8)?, a(24)?, *quote.get(6)?, 40)
+        }
+        _ => return None,
+    };
+    let ports = quote.get(l4..l4 + 4)?;
+    Some(IcmpError {
+        eth_dst: eth.destination,
+        l3,
+        outer_src,
+        outer_dst,
+        ipv4_header,
+        message,
+        quoted_src: SocketAddr::new(quoted_src, u16::from_be_bytes([ports[0], ports[1]])),
+        quoted_dst: SocketAddr::new(quoted_dst, u16::from_be_bytes([ports[2], ports[3]])),
+        quoted_proto,
+    })
+}
+
+/// Whether the ICMP message's checksum is right (ICMPv6: with its pseudo-header).
+fn icmp_checksum_ok(e: &IcmpError) -> bool {
+    let mut sum = 0;
+    if e.outer_src.is_ipv6() {
+        sum = add_words(sum, &ip_octets(e.outer_src));
+        sum = add_words(sum, &ip_octets(e.outer_dst));
+        sum += e.message.len() as u64 + 58;
+    }
+    folds_to_ones(add_words(sum, e.message))
+}
+
+impl Oracle {
+    /// A forwarded ICMP error: about a service's flow, to that service's backend (NAT: the
+    /// outer destination and the quoted source rewritten to it), or (NAT) from the backend's
+    /// side to the client, the quoted backend rewritten back to the VIP.
+    fn icmp_forwarded(&self, e: &IcmpError, input: &[u8], output: &[u8]) -> Result<Seen, String> {
+        let o = read_icmp_error(output).ok_or("a forwarded ICMP error is no longer one")?;
+        if output.len() != input.len() || o.l3 != e.l3 || o.message.len() != e.message.len() {
+            return Err("the forwarded ICMP error's length or layout changed".into());
+        }
+        let header_ok = |x: &IcmpError| x.ipv4_header.is_none_or(|h| folds_to_ones(add_words(0, h)));
+        if header_ok(e) && !header_ok(&o) {
+            return Err("the ICMP error's IPv4 header checksum was right and is wrong after forwarding".into());
+        }
+        if icmp_checksum_ok(e) && !icmp_checksum_ok(&o) {
+            return Err("the ICMP checksum was right and is wrong after forwarding".into());
+        }
+        if o.outer_src != e.outer_src {
+            return Err("forwarding changed the error's source".into());
+        }
+        if let Some(svc) = self.service_to(e.quoted_src, e.quoted_proto) {
+            let backend = svc
+                .backends
+                .iter()
+                .find(|b| if svc.nat { o.outer_dst == b.ip() && o.quoted_src == **b } else { (self.neighbour_mac)(b.ip()) == Some(o.eth_dst) })
+                .ok_or_else(|| format!("an error about a flow of {} left for none of its backends", svc.vip))?;
+            if (self.neighbour_mac)(backend.ip()) != Some(o.eth_dst) {
+                return Err(format!("an error for {backend} left with another MAC"));
+            }
+            if !svc.nat && output[e.l3..] != input[e.l3..] {
+                return Err("DSR changed more than the MACs of an ICMP error".into());
+            }
+            return Ok(Seen::IcmpToBackend);
+        }
+        let vips: Vec<SocketAddr> = self.nat_services_of(e.quoted_dst, e.quoted_proto).map(|s| s.vip).collect();
+        if vips.is_empty() {
+            return Err("forwarded an ICMP error about a flow of no service".into());
+        }
+        if !vips.contains(&o.quoted_dst) || o.outer_dst != e.outer_dst || (self.neighbour_mac)(o.outer_dst) != Some(o.eth_dst) {
+            return Err(format!("an error to client {} left as {} quoting {}", e.outer_dst, o.outer_dst, o.quoted_dst));
+        }
+        Ok(Seen::IcmpToClient)
     }
 }
 

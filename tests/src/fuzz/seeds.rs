@@ -6,9 +6,10 @@
 #[path = "../../tests/fixtures/frames.rs"]
 mod frames;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context, Result};
+use etherparse::{IpHeaders, IpNumber, Icmpv4Type, Icmpv6Type, Ipv4Header, Ipv6Header, PacketBuilder, icmpv4};
 use lb::balancer::Balancer;
 
 use crate::{fib_bed::FibBed, xdp_test_run::test_run};
@@ -127,6 +128,21 @@ pub fn frames(lb: &mut Balancer, bed: &FibBed) -> Result<Vec<Vec<u8>>> {
         }
     }
 
+    // ICMP errors about the flows recorded above, from a router on the client's side (about a
+    // reply: it quotes VIP -> client) and, for NAT, from the backend's side (quotes client ->
+    // backend); whole quotes and quotes of 8 transport bytes.
+    let router = |v6: bool| if v6 { "fd00:200:10::1" } else { "10.200.10.1" };
+    for r in requests.iter().filter(|r| matches!(r.l4, L4::Tcp { syn: true, .. } | L4::Udp) && r.vlan.is_none()) {
+        let v6 = r.src.is_ipv6();
+        for cut in [None, Some(8)] {
+            seeds.push(icmp_error(router(v6), r.dst.ip(), r.dst, r.src, r.proto(), cut)?);
+        }
+        if let Some(session) = lb.dataplane().session(&r.flow_key()).filter(|s| s.is_nat()) {
+            let backend = backend_addr(lb, session.backend_id).context("a recorded backend")?;
+            seeds.push(icmp_error(router(v6), r.src.ip(), r.src, backend, r.proto(), Some(8))?);
+        }
+    }
+
     // Not for any service: other addresses, other protocols, other EtherTypes.
     seeds.extend([
         Frame::ack("10.200.10.2:40300", "10.200.10.1:22").bytes(),
@@ -138,6 +154,49 @@ pub fn frames(lb: &mut Balancer, bed: &FibBed) -> Result<Vec<Vec<u8>>> {
         frames::arp_request([2, 0, 0, 0, 0, 2], [10, 200, 10, 2], [10, 200, 10, 1]),
     ]);
     Ok(seeds)
+}
+
+/// An ICMP destination unreachable (fragmentation needed) / ICMPv6 packet too big from `router`
+/// to `to`, quoting a packet `from` -> `quoted_to` of protocol `proto`, cut to `cut` transport
+/// bytes if given.
+fn icmp_error(router: &str, to: IpAddr, from: SocketAddr, quoted_to: SocketAddr, proto: u8, cut: Option<usize>) -> Result<Vec<u8>> {
+    let quoted = PacketBuilder::ip(ip_headers(from.ip(), quoted_to.ip(), proto)?);
+    let mut quote = Vec::new();
+    let header_len = if from.is_ipv4() { 20 } else { 40 };
+    if proto == 6 {
+        quoted.tcp(from.port(), quoted_to.port(), 7, 64240).ack(1).write(&mut quote, b"quoted payload")?;
+    } else {
+        quoted.udp(from.port(), quoted_to.port()).write(&mut quote, b"quoted payload")?;
+    }
+    if let Some(n) = cut {
+        quote.truncate(header_len + n);
+    }
+    let router: IpAddr = router.parse()?;
+    let outer = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 1]);
+    let mut out = Vec::new();
+    match (router, to) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => outer
+            .ipv4(s.octets(), d.octets(), 62)
+            .icmpv4(Icmpv4Type::DestinationUnreachable(icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 }))
+            .write(&mut out, &quote)?,
+        (IpAddr::V6(s), IpAddr::V6(d)) => outer
+            .ipv6(s.octets(), d.octets(), 62)
+            .icmpv6(Icmpv6Type::PacketTooBig { mtu: 1400 })
+            .write(&mut out, &quote)?,
+        _ => anyhow::bail!("mixed families"),
+    }
+    Ok(out)
+}
+
+fn ip_headers(src: IpAddr, dst: IpAddr, proto: u8) -> Result<IpHeaders> {
+    Ok(match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => IpHeaders::Ipv4(Ipv4Header::new(0, 64, IpNumber(proto), s.octets(), d.octets())?, Default::default()),
+        (IpAddr::V6(s), IpAddr::V6(d)) => IpHeaders::Ipv6(
+            Ipv6Header { traffic_class: 0, flow_label: Default::default(), payload_length: 0, next_header: IpNumber(proto), hop_limit: 64, source: s.octets(), destination: d.octets() },
+            Default::default(),
+        ),
+        _ => anyhow::bail!("mixed families"),
+    })
 }
 
 fn backend_addr(lb: &Balancer, id: u32) -> Option<SocketAddr> {
