@@ -1,6 +1,8 @@
 //! The README's first command ends in `cargo xtask demo`: run the demo binary as an operator
-//! would and check that what it prints is what it claims (every backend used, the stopped one
-//! not while it is down, used again once it is back), so the demo cannot rot unnoticed.
+//! would and check that what it prints is what it claims (every primary backend used, the
+//! stopped one not while it is down, used again once it is back; the overflow backend only
+//! while the pool is open, and then with the primaries held to their quota), so the demo cannot
+//! rot unnoticed.
 
 use std::collections::BTreeMap;
 
@@ -29,10 +31,20 @@ fn the_demo_spreads_connections_and_routes_around_a_stopped_backend() -> Result<
     let all_up = spread(&stdout, "60 new connections to")?;
     let one_down = spread(&stdout, "60 new connections after its health checks failed")?;
     let back = spread(&stdout, "60 new connections after it came back")?;
+    let open = spread(&stdout, "60 new connections with the overflow pool open")?;
+    let primaries = ["backend0", "backend1", "backend2"];
     for (name, s) in [("all up", &all_up), ("back", &back)] {
-        ensure!(s.len() == 3 && s.values().all(|&n| n > 0) && s.values().sum::<usize>() == 60, "{name}: {s:?}");
+        let primaries_used = primaries.iter().all(|p| s.get(*p).is_some_and(|&n| n > 0));
+        ensure!(s.len() == 4 && primaries_used && s.values().sum::<usize>() == 60, "{name}: {s:?}");
+    }
+    for (name, s) in [("all up", &all_up), ("one down", &one_down), ("back", &back)] {
+        ensure!(s.get("backend3") == Some(&0), "{name}: the closed overflow pool took flows: {s:?}");
     }
     ensure!(one_down.get("backend0") == Some(&0) && one_down.values().sum::<usize>() == 60, "backend0 stopped: {one_down:?}");
+    // Open: the primaries take at most their quota (5 a second each, plus a burst of one) in the
+    // time 60 connections take; the overflow backend takes the rest.
+    ensure!(open.get("backend3").is_some_and(|&n| n >= 30) && open.values().sum::<usize>() == 60, "pool open: {open:?}");
+    ensure!(stdout.contains("overflow pool open (manual: demo)"), "the demo did not open the pool:\n{stdout}");
     ensure!(stdout.contains("lb stopped (XDP detached)"), "the demo did not stop lb cleanly:\n{stdout}");
     Ok(())
 }

@@ -1,19 +1,31 @@
-//! `cargo xtask demo`: a client, the load balancer and three backends in network namespaces;
-//! `lb run` balances real TCP connections in NAT mode, then one backend is stopped and started
-//! again. Prints how the connections were spread at each step. Removes everything it made.
+//! `cargo xtask demo`: a client, the load balancer, three backends and one overflow backend in
+//! network namespaces; `lb run` balances real TCP connections in NAT mode, then one backend is
+//! stopped and started again, then the overflow pool is opened: the primaries take new
+//! connections up to their quota (5 a second each), the overflow backend the rest. Prints how
+//! the connections were spread at each step. Removes everything it made.
 
 use std::{collections::BTreeMap, net::IpAddr, time::Duration};
 
 use anyhow::Result;
-use lb_tests::{
-    client::tcp_ask,
-    daemon::LbDaemon,
-    lb_config::{ServiceConfig, render},
-    servers::BackendServer,
-    topology::TwoArm,
-};
+use lb_tests::{client::tcp_ask, daemon::LbDaemon, servers::BackendServer, topology::TwoArm};
 
 const VIP: &str = "10.200.100.1";
+/// Primary backends; one more is the overflow pool.
+const PRIMARIES: usize = 3;
+
+/// NAT service `web`: three primaries paced at 5 new connections a second each, one overflow
+/// backend, a shunt the operator opens and closes.
+fn config(topo: &TwoArm) -> String {
+    let mut config = format!(
+        "[[service]]\nname = \"web\"\nvip = \"{VIP}\"\nport = 80\nprotocol = \"tcp\"\nforwarding = \"nat\"\n\
+         table_size = 251\n\n[service.shunt]\nmin_open_secs = 1\ndrain_timeout = 5\n"
+    );
+    for (i, b) in topo.backends().iter().enumerate() {
+        let pool = if i < PRIMARIES { "max_new_sessions_per_sec = 5" } else { "pool = \"overflow\"" };
+        config += &format!("\n[[service.backend]]\naddress = \"{}\"\nport = 8080\n{pool}\n", b.addr(false));
+    }
+    config
+}
 
 fn spread(topo: &TwoArm, n: usize) -> Result<BTreeMap<String, usize>> {
     let vip: IpAddr = VIP.parse()?;
@@ -35,18 +47,10 @@ fn show(step: &str, counts: &BTreeMap<String, usize>) {
 }
 
 fn main() -> Result<()> {
-    println!("building namespaces: client -- lb -- switch -- 3 backends (10.200.0.0/16, all local)");
-    let topo = TwoArm::new(3)?;
+    println!("building namespaces: client -- lb -- switch -- 4 backends (10.200.0.0/16, all local)");
+    let topo = TwoArm::new(PRIMARIES + 1)?;
     let mut servers = BackendServer::start_all(topo.backends(), 8080)?;
-    let config = render(&[ServiceConfig {
-        name: "web".into(),
-        vip: VIP.parse()?,
-        port: 80,
-        protocol: "tcp",
-        forwarding: "nat",
-        backends: topo.backends().iter().map(|b| b.addr(false)).collect(),
-        backend_port: 8080,
-    }]);
+    let config = config(&topo);
     println!("config:\n{config}");
     let (arm0, arm1) = (topo.lb_arm0().name().to_string(), topo.lb_arm1().name().to_string());
     let mut lb = LbDaemon::start(topo.lb().ns(), &config, &[&arm0, &arm1])?;
@@ -63,6 +67,17 @@ fn main() -> Result<()> {
     servers[0].restart()?;
     lb.wait_in_service("web", 3, Duration::from_secs(30))?;
     show("60 new connections after it came back:", &spread(&topo, 60)?);
+    println!("\n(the overflow pool is closed: {} takes nothing, however fast connections come)", topo.backend(PRIMARIES).label());
+
+    println!("\n$ lb shunt open web --reason demo");
+    println!("{}", lb.cli(&["shunt", "open", "web", "--reason", "demo"])?.trim_end());
+    show("60 new connections with the overflow pool open (primaries paced at 5 new/s each):", &spread(&topo, 60)?);
+    println!("\n$ lb shunt close web --reason demo");
+    println!("{}", lb.cli(&["shunt", "close", "web", "--reason", "demo"])?.trim_end());
+    lb.wait_for_json(&["shunt", "status", "web"], "the pool closed", Duration::from_secs(30), |v| {
+        v[0]["state"] == "closed"
+    })?;
+    println!("\n$ lb shunt report\n{}", lb.cli(&["shunt", "report"])?.trim_end());
 
     let status = std::process::Command::new(lb_tests::daemon::lb_binary()?)
         .args(["status", "--admin-socket"]).arg(&lb.socket).output()?;
