@@ -27,9 +27,10 @@ pub struct AdminSocket {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Load the XDP program, pin its maps under /sys/fs/bpf/lb/INSTANCE, attach it, run health
-    /// checks; stay in the foreground until SIGINT/SIGTERM, then detach and unpin. SIGHUP
-    /// re-reads the config file (as `lb reload`).
+    /// Load the XDP program, pin its maps and links under /sys/fs/bpf/lb/INSTANCE (or adopt
+    /// those an earlier lb of the instance left), attach it, run health checks; stay in the
+    /// foreground until SIGINT/SIGTERM, then exit leaving the data plane forwarding (`lb detach`
+    /// removes it). SIGHUP re-reads the config file (as `lb reload`).
     Run {
         /// The TOML configuration (see examples/lb.toml).
         #[arg(long, short)]
@@ -48,6 +49,21 @@ pub enum Command {
         metrics_listen: Option<SocketAddr>,
         /// Name of this instance: its maps and program are pinned under /sys/fs/bpf/lb/NAME
         /// (1 to 64 of A-Z a-z 0-9 _ -). Give every instance on a host its own.
+        #[arg(long, value_name = "NAME", default_value = DEFAULT_INSTANCE)]
+        instance: Instance,
+        /// Discard the pins an earlier lb of this instance left (detaching its program) and start
+        /// over, instead of adopting them: needed when they have another map layout. Sessions and
+        /// counters are lost, and the interfaces are without XDP for a moment.
+        #[arg(long)]
+        fresh: bool,
+        /// On SIGINT/SIGTERM, detach the program and remove the pins (as `lb detach`) instead
+        /// of leaving the data plane running.
+        #[arg(long)]
+        detach_on_exit: bool,
+    },
+    /// Remove the program, XDP links and pins of an instance that no lb runs (stopping it for
+    /// good: its traffic is no longer balanced).
+    Detach {
         #[arg(long, value_name = "NAME", default_value = DEFAULT_INSTANCE)]
         instance: Instance,
     },
