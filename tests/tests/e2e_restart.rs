@@ -54,6 +54,11 @@ fn adopted(lb: &mut LbDaemon, before: u64) -> Result<u64> {
     let status = lb.status()?;
     let log = lb.process.stderr_tail();
     ensure!(log.contains("adopted the running data plane"), "lb did not adopt: {log}");
+    // As adopted, before any health check: every backend kept in service.
+    for service in ["web", "dns"] {
+        let line = format!("service {service}: adopted, 3 backend(s) kept (3 in service, 0 draining), 0 added, 0 removed");
+        ensure!(log.contains(&line), "{service} was not adopted with its backends in service: {log}");
+    }
     for service in ["web", "dns"] {
         ensure!(in_service(&status, service) == Some(3), "{service} lost backends at the restart: {status}");
     }
@@ -114,6 +119,7 @@ fn restarts_and_a_kill_lose_no_connection_and_no_datagram() -> Result<()> {
     ensure!(report.udp_received == report.udp_sent, "UDP: {} sent, {} answered", report.udp_sent, report.udp_received);
     let status = lb.status()?;
     ensure!(packets(&status, "web") > counted, "the counters stopped: {status}");
+    ensure!(lb_tests::daemon::outcome(&status, "drop_no_backend") == 0, "packets found no backend: {status}");
 
     lb.stop()?;
     let out = lb.detach(&mounts)?;
@@ -181,5 +187,81 @@ fn a_layout_change_is_refused_untouched_fresh_starts_over_and_a_half_written_dir
     repaired.stop()?;
     repaired.detach(&mounts)?;
     ensure!(!ns.xdp_attached("eth0")?, "lb detach left XDP on eth0");
+    Ok(())
+}
+
+/// Ids and generations of `service`'s backends in a status, by address.
+fn backend_ids(status: &serde_json::Value, service: &str) -> Vec<(String, u64, u64)> {
+    let svc = status["services"].as_array().into_iter().flatten().find(|s| s["name"] == service);
+    let backends = svc.and_then(|s| s["backends"].as_array()).cloned().unwrap_or_default();
+    backends
+        .iter()
+        .map(|b| (b["address"].as_str().unwrap_or("").to_string(), b["id"].as_u64().unwrap_or(0), b["generation"].as_u64().unwrap_or(0)))
+        .collect()
+}
+
+#[test]
+fn a_config_changed_while_lb_was_down_is_applied_as_a_reload_keeping_what_did_not_change() -> Result<()> {
+    let vip: IpAddr = "10.200.100.1".parse()?;
+    let topo = TwoArm::new(3)?;
+    let _servers = BackendServer::start_all(topo.backends(), BACKEND_PORT)?;
+    let lb_ns = topo.lb().ns();
+    let mounts = MountNs::new(lb_ns)?;
+    let arms = [topo.lb_arm0().name(), topo.lb_arm1().name()];
+    let mut lb = LbDaemon::start_in(&mounts, lb_ns, &config(&topo, vip), &arms, &[])?;
+    lb.wait_in_service("web", 3, HEALTH_WAIT)?;
+    let client = topo.client().ns();
+    // Connections until every backend holds two (bounded: a starved backend fails the test).
+    let mut sessions: Vec<lb_tests::client::TcpSession> = Vec::new();
+    let on = |sessions: &[lb_tests::client::TcpSession], i: usize| sessions.iter().filter(|s| s.name() == topo.backend(i).label()).count();
+    while (0..3).any(|i| on(&sessions, i) < 2) {
+        ensure!(sessions.len() < 60, "60 connections did not reach every backend twice");
+        sessions.push(lb_tests::client::TcpSession::connect(client, vip, 80, Duration::from_secs(3))?);
+    }
+    let before = lb.status()?;
+    lb.stop()?;
+
+    // While lb is down: backend 2 leaves web, dns goes, api comes.
+    let service = |name: &str, protocol, port, backends: &[usize]| ServiceConfig {
+        name: name.into(),
+        vip,
+        port,
+        protocol,
+        forwarding: "nat",
+        backends: backends.iter().map(|&i| topo.backend(i).addr(false)).collect(),
+        backend_port: BACKEND_PORT,
+    };
+    let changed = format!("[sessions]\ncapacity = 65536\n{}", render(&[service("web", "tcp", 80, &[0, 1]), service("api", "tcp", 8081, &[0, 1, 2])]));
+    let instance = ["--instance", lb.instance.as_str()];
+    let mut lb = LbDaemon::start_in(&mounts, lb_ns, &changed, &arms, &instance)?;
+    lb.wait_for("lb status to answer", T, |s| s["pin_dir"].is_string())?;
+    let after = lb.status()?;
+    let log = lb.process.stderr_tail();
+    ensure!(log.contains("service web: adopted, 2 backend(s) kept (2 in service, 0 draining), 0 added, 1 removed"), "{log}");
+    ensure!(log.contains("not in the config any more: removed") && log.contains("service api: added"), "{log}");
+    // The two kept backends: same ids, generations, health; counters went on.
+    let kept: Vec<_> = backend_ids(&before, "web").into_iter().filter(|(a, _, _)| !a.starts_with(&topo.backend(2).addr(false).to_string())).collect();
+    ensure!(backend_ids(&after, "web") == kept, "web's backends changed ids: {kept:?} -> {:?}", backend_ids(&after, "web"));
+    ensure!(in_service(&after, "web") == Some(2), "{after}");
+    ensure!(packets(&after, "web") >= packets(&before, "web"), "web's counters went back");
+    ensure!(in_service(&after, "dns").is_none(), "dns is still served: {after}");
+    lb.wait_in_service("api", 3, HEALTH_WAIT)?;
+    let services: aya::maps::HashMap<aya::maps::MapData, lb_common::ServiceKey, lb_common::ServiceEntry> =
+        aya::maps::HashMap::try_from(aya::maps::Map::from_map_data(aya::maps::MapData::from_pin(lb.pin_dir(&mounts).join("SERVICES"))?)?)?;
+    ensure!(services.keys().count() == 2, "SERVICES should hold web and api only");
+    drop(services);
+
+    // Connections to kept backends go on; those to the removed one are re-chosen, as a reload does.
+    let removed = topo.backend(2).label().to_string();
+    for (i, s) in sessions.iter_mut().enumerate() {
+        let line = format!("after the restart {i}");
+        let echoed = s.echo(&line);
+        match s.name() == removed {
+            false => ensure!(echoed.as_deref().ok() == Some(line.as_str()), "connection to {} broke: {echoed:?}", s.name()),
+            true => ensure!(echoed.is_err(), "a connection to the removed backend {removed} still works"),
+        }
+    }
+    lb.stop()?;
+    lb.detach(&mounts)?;
     Ok(())
 }
