@@ -82,10 +82,12 @@ impl Balancer {
         // Which backend ids each found service owns: those its tables name, and for a
         // configured address none of them names, a healthy backend at that address no service
         // names (a draining one, or a closed overflow backend).
-        let mut claimed: HashSet<u32> = found.iter().flat_map(FoundService::named).collect();
-        let mut owned: Vec<Vec<u32>> = Vec::new();
-        for f in &found {
-            let mut ids = f.named();
+        let mut claimed: HashSet<u32> = HashSet::new();
+        // All named ids first: an address match must not take another service's backend. An
+        // id named by two services (maps no lb wrote) goes to the first.
+        let mut owned: Vec<Vec<u32>> =
+            found.iter().map(|f| f.named().into_iter().filter(|id| claimed.insert(*id)).collect()).collect();
+        for (f, ids) in found.iter().zip(owned.iter_mut()) {
             if let Some(svc) = config.services.iter().find(|s| service_key(s) == f.key) {
                 for bc in &svc.backends {
                     let addr = SocketAddr::new(bc.address, bc.port);
@@ -102,7 +104,6 @@ impl Balancer {
                     }
                 }
             }
-            owned.push(ids);
         }
         let orphans: Vec<u32> =
             (0..MAX_BACKENDS).filter(|id| entries[*id as usize].flags != 0 && !claimed.contains(id)).collect();

@@ -85,10 +85,10 @@ impl Dataplane {
         let pins = self.pins.as_ref().expect("checked by attach");
         let pinned = pins.links().map_err(|e| PinError::Io { what: "reading", path: pins.path().into(), source: e })?;
         let wanted = |iface: &str, m: &str| ifaces.iter().any(|i| i == iface) && m == mode.name();
-        let (keep, drop): (Vec<_>, Vec<_>) = pinned.into_iter().partition(|(iface, m, _)| wanted(iface, m));
+        let (keep, stale): (Vec<_>, Vec<_>) = pinned.into_iter().partition(|(iface, m, _)| wanted(iface, m));
         // Links of interfaces no longer given, or pinned in another mode: removed first (an
         // interface cannot hold native and generic XDP at once). The program leaves them.
-        for (iface, m, path) in &drop {
+        for (iface, m, path) in &stale {
             remove_pin(path)?;
             if let Ok(index) = ifindex(iface) {
                 self.forbid_egress(index);
