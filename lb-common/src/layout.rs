@@ -2,6 +2,13 @@
 //! they appear on the wire ("raw": network byte order bytes loaded into native integers), so the
 //! XDP program never swaps bytes; userspace converts with the helpers at the bottom.
 
+/// Revision of the meaning of these layouts. The map layout version that pinned maps carry
+/// (lb-userspace's dataplane::layout) is this and a digest of every map's type, key and value
+/// sizes, entries and flags: bump it when a layout changes meaning without changing any size
+/// (fields reordered, a flag bit reused), so a running data plane is never adopted by a binary
+/// that would read its maps differently.
+pub const LAYOUT_REVISION: u32 = 1;
+
 /// Address family tags used in keys.
 pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;

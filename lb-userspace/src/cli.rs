@@ -28,9 +28,10 @@ pub struct AdminSocket {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Load the XDP program, pin its maps under /sys/fs/bpf/lb/INSTANCE, attach it, run health
-    /// checks; stay in the foreground until SIGINT/SIGTERM, then detach and unpin. SIGHUP
-    /// re-reads the config file (as `lb reload`).
+    /// Load the XDP program, pin its maps and links under /sys/fs/bpf/lb/INSTANCE (or adopt
+    /// those an earlier lb of the instance left), attach it, run health checks; stay in the
+    /// foreground until SIGINT/SIGTERM, then exit leaving the data plane forwarding (`lb detach`
+    /// removes it). SIGHUP re-reads the config file (as `lb reload`).
     Run {
         /// The TOML configuration (see examples/lb.toml).
         #[arg(long, short)]
@@ -55,6 +56,21 @@ pub enum Command {
         /// accounts); created (mode 0700) if missing.
         #[arg(long, value_name = "DIR", env = "LB_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
+        /// Discard the pins an earlier lb of this instance left (detaching its program) and start
+        /// over, instead of adopting them: needed when they have another map layout. Sessions and
+        /// counters are lost, and the interfaces are without XDP for a moment.
+        #[arg(long)]
+        fresh: bool,
+        /// On SIGINT/SIGTERM, detach the program and remove the pins (as `lb detach`) instead
+        /// of leaving the data plane running.
+        #[arg(long)]
+        detach_on_exit: bool,
+    },
+    /// Remove the program, XDP links and pins of an instance that no lb runs (stopping it for
+    /// good: its traffic is no longer balanced).
+    Detach {
+        #[arg(long, value_name = "NAME", default_value = DEFAULT_INSTANCE)]
+        instance: Instance,
     },
     /// Show services, backends (health, drain, sessions, rates) and counters of a running instance.
     Status {

@@ -7,6 +7,7 @@ use lb::{
     cli::{Cli, Command, ServiceOp, ShuntOp},
     config::{Config, session_table_mib},
     daemon::{self, RunArgs},
+    dataplane,
 };
 
 #[tokio::main]
@@ -25,8 +26,19 @@ async fn main() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { config, interfaces, xdp_mode, admin_socket, metrics_listen, instance, state_dir } => {
-            daemon::run(RunArgs { config, interfaces, xdp_mode, admin_socket, metrics_listen, instance, state_dir }).await
+        Command::Run { config, interfaces, xdp_mode, admin_socket, metrics_listen, instance, state_dir, fresh, detach_on_exit } => {
+            let args = RunArgs { config, interfaces, xdp_mode, admin_socket, metrics_listen, instance, state_dir, fresh, detach_on_exit };
+            daemon::run(args).await
+        }
+        Command::Detach { instance } => {
+            match dataplane::detach_instance(&instance)? {
+                Some(d) => {
+                    let links = if d.links.is_empty() { "none".to_string() } else { d.links.join(", ") };
+                    println!("instance {instance}: detached (XDP links removed: {links}) and removed {} pins and {}", d.pins, d.path.display());
+                }
+                None => println!("instance {instance}: no pins at {}/{instance}: nothing to detach", dataplane::PIN_ROOT),
+            }
+            Ok(())
         }
         Command::CheckConfig { config } => {
             let c = Config::load(&config)?;

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 
 use lb::dataplane::PIN_ROOT;
 
-use crate::{child::ChildGuard, mount_ns::MountNs, names, netns::{Netns, wait_xdp_detached_in}};
+use crate::{child::ChildGuard, mount_ns::MountNs, names, netns::{Netns, wait_xdp_detached_in, xdp_attached_in}};
 
 /// The `lb` binary cargo built next to this test executable.
 pub fn lb_binary() -> Result<PathBuf> {
@@ -36,7 +36,13 @@ pub fn lb_host(tag: &str, ifaces: &[&str]) -> Result<Netns> {
     Ok(ns)
 }
 
-/// A running `lb run`; Drop stops it (the namespace's deletion would too).
+/// A running `lb run`; Drop kills it (the namespace's deletion would too).
+///
+/// Started with `start`/`start_with`, lb has a mount namespace of its own (`ip netns exec`
+/// makes one): its bpffs, pins and pinned XDP links go with it when it exits, so the data plane
+/// ends with lb. Started with `start_in` a `MountNs`, its pins outlive it as on a host: the data
+/// plane keeps forwarding after lb exits, the next `start_in` of the instance adopts it, and
+/// `detach` (or the MountNs's end, also on failure) removes it.
 pub struct LbDaemon {
     pub process: ChildGuard,
     pub socket: PathBuf,
@@ -47,6 +53,8 @@ pub struct LbDaemon {
     own_state_dir: Option<PathBuf>,
     ns_name: String,
     ifaces: Vec<String>,
+    /// Runs in a `MountNs` shared with other lbs: its data plane outlives it.
+    shared_mounts: bool,
 }
 
 impl LbDaemon {
@@ -61,10 +69,22 @@ impl LbDaemon {
         Self::start_by(ns, config, ifaces, options, |args| ns.spawn(args))
     }
 
+    /// The daemon's instance started again (same config, instance and mount namespace): it
+    /// adopts the data plane this one left, as `lb run` after a restart. `options` are added.
+    pub fn start_again(&self, mounts: &MountNs, ns: &Netns, options: &[&str]) -> Result<LbDaemon> {
+        let config = std::fs::read_to_string(&self.config)?;
+        let ifaces: Vec<&str> = self.ifaces.iter().map(String::as_str).collect();
+        let mut all = vec!["--instance", self.instance.as_str()];
+        all.extend_from_slice(options);
+        Self::start_in(mounts, ns, &config, &ifaces, &all)
+    }
+
     /// `start_with`, but in the mount namespace `mounts` (whose bpffs outlives the daemon)
     /// instead of one of its own.
     pub fn start_in(mounts: &MountNs, ns: &Netns, config: &str, ifaces: &[&str], options: &[&str]) -> Result<LbDaemon> {
-        Self::start_by(ns, config, ifaces, options, |args| mounts.spawn(args))
+        let mut lb = Self::start_by(ns, config, ifaces, options, |args| mounts.spawn(args))?;
+        lb.shared_mounts = true;
+        Ok(lb)
     }
 
     /// `start_with`, but `spawn` starts the command line (e.g. behind `setpriv`, as another user).
@@ -113,6 +133,7 @@ impl LbDaemon {
             own_state_dir,
             ns_name: ns.name().to_string(),
             ifaces: ifaces.iter().map(|i| i.to_string()).collect(),
+            shared_mounts: false,
         })
     }
 
@@ -167,7 +188,9 @@ impl LbDaemon {
     }
 
     /// Sends `signal` (SIGTERM or SIGINT) and waits for a clean exit: the process ends with
-    /// status 0 and no XDP program is left on any of its interfaces (lb detaches on its way out).
+    /// status 0. In its own mount namespace, its pins went with it: no XDP program is left on
+    /// any of its interfaces. In a shared `MountNs` the data plane stays: every interface keeps
+    /// XDP (`detach` removes it).
     pub fn stop_with(&mut self, signal: i32) -> Result<()> {
         self.signal(signal);
         let status = self.process.wait_exit(Duration::from_secs(10))?
@@ -176,10 +199,30 @@ impl LbDaemon {
             bail!("lb exited with {status} on signal {signal}, not 0: {}", self.process.stderr_tail());
         }
         for iface in &self.ifaces {
-            wait_xdp_detached_in(&self.ns_name, iface, Duration::from_secs(10))
-                .context("after lb exited")?;
+            if self.shared_mounts {
+                if !xdp_attached_in(&self.ns_name, iface)? {
+                    bail!("{iface} lost its XDP program when lb exited: the data plane should outlive lb");
+                }
+            } else {
+                wait_xdp_detached_in(&self.ns_name, iface, Duration::from_secs(10)).context("after lb exited")?;
+            }
         }
         Ok(())
+    }
+
+    /// `lb detach` of this daemon's instance in `mounts` (lb must have exited): afterwards no
+    /// interface has XDP and the pin directory is gone. Returns what `lb detach` printed.
+    pub fn detach(&self, mounts: &MountNs) -> Result<String> {
+        let lb = lb_binary()?;
+        let out = mounts.exec(&[&lb.to_string_lossy(), "detach", "--instance", &self.instance])?;
+        for iface in &self.ifaces {
+            wait_xdp_detached_in(&self.ns_name, iface, Duration::from_secs(10)).context("after lb detach")?;
+        }
+        let pins = self.pin_dir(mounts);
+        if pins.exists() {
+            bail!("{} is still there after lb detach ({out})", pins.display());
+        }
+        Ok(out)
     }
 
     /// Waits for a daemon that is expected to fail to exit; its stderr (the log and the error).

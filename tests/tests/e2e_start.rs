@@ -3,8 +3,9 @@
 //!
 //! A start that fails must exit non-zero with one message that says what is wrong and what to
 //! do, and leave nothing of its own: no XDP program, no pins, no admin socket. A stop must exit
-//! 0 having detached and unpinned. lb runs in a mount namespace held by a `MountNs`, so its
-//! bpffs can still be looked at after it exited.
+//! 0 leaving the data plane running (pins and XDP) until `lb detach`, or detached and unpinned
+//! with `--detach-on-exit`. lb runs in a mount namespace held by a `MountNs`, so its bpffs can
+//! still be looked at after it exited.
 
 use std::time::Duration;
 
@@ -96,7 +97,7 @@ fn an_interface_with_someone_elses_xdp_program_is_refused_and_left_as_it_was() -
     let mut lb = LbDaemon::start_in(&mounts, &ns, &service("web").to_toml(), &["eth0"], &[])?;
     let log = lb.wait_exit(T)?;
     // It got as far as pinning, so the pins being gone below means they were removed.
-    ensure!(log.contains("pinned the maps and the program"), "lb failed before it pinned: {log}");
+    ensure!(log.contains("pinned the maps"), "lb failed before it pinned: {log}");
     let error = log.lines().last().unwrap_or_default();
     one_error(error, &["interface eth0 already has an XDP program attached", "ip link set dev eth0 xdp off"])?;
     ensure!(ns.xdp_prog_id("eth0")? == Some(id), "the foreign program was replaced or removed");
@@ -120,7 +121,8 @@ fn without_privileges_lb_run_says_to_run_as_root_and_touches_nothing() -> Result
     nothing_left(&mounts, &lb)
 }
 
-/// lb started, then stopped with `signal`: `stop_with` asserts exit status 0 and detach.
+/// lb started, then stopped with `signal`: `stop_with` asserts exit status 0 and that the data
+/// plane stays (pins, XDP); `lb detach` then removes it, and the admin socket went with lb.
 fn clean_exit_on(signal: i32) -> Result<()> {
     let ns = lb_host("start-stop", &["eth0"])?;
     let mounts = MountNs::new(&ns)?;
@@ -129,17 +131,33 @@ fn clean_exit_on(signal: i32) -> Result<()> {
     ensure!(ns.xdp_attached("eth0")?, "lb runs but eth0 has no XDP program");
     ensure!(lb.pin_dir(&mounts).join("SERVICES").exists() && lb.socket.exists(), "nothing to clean up");
     lb.stop_with(signal)?;
+    ensure!(lb.pin_dir(&mounts).join("SERVICES").exists(), "the pins went with lb");
+    ensure!(!lb.socket.exists(), "the admin socket {} is left behind", lb.socket.display());
+    lb.detach(&mounts)?;
     nothing_left(&mounts, &lb)
 }
 
 #[test]
-fn sigint_detaches_unpins_and_exits_0() -> Result<()> {
+fn sigint_exits_0_leaving_the_data_plane_to_lb_detach() -> Result<()> {
     clean_exit_on(libc::SIGINT)
 }
 
 #[test]
-fn sigterm_detaches_unpins_and_exits_0() -> Result<()> {
+fn sigterm_exits_0_leaving_the_data_plane_to_lb_detach() -> Result<()> {
     clean_exit_on(libc::SIGTERM)
+}
+
+#[test]
+fn with_detach_on_exit_sigterm_detaches_and_unpins() -> Result<()> {
+    let ns = lb_host("start-detach", &["eth0"])?;
+    let mounts = MountNs::new(&ns)?;
+    let mut lb = LbDaemon::start_in(&mounts, &ns, &service("web").to_toml(), &["eth0"], &["--detach-on-exit"])?;
+    lb.wait_for("lb status to answer", T, |s| s["pin_dir"].is_string())?;
+    lb.signal(libc::SIGTERM);
+    let status = lb.process.wait_exit(T)?.context("lb did not exit on SIGTERM")?;
+    ensure!(status.success(), "lb exited with {status}: {}", lb.process.stderr_tail());
+    ns.wait_xdp_detached("eth0", T)?;
+    nothing_left(&mounts, &lb)
 }
 
 #[test]

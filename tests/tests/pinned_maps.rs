@@ -1,7 +1,8 @@
-//! The real `lb run` pins every map of its object and its program under
-//! /sys/fs/bpf/lb/<instance>, mounting bpffs itself where there is none, and removes them on
-//! SIGTERM; a start that fails after pinning leaves no directory; a second instance of the same
-//! name is refused while the first runs, and the directory of one that died is taken over.
+//! The real `lb run` pins every map of its object, its program, its XDP link and its layout
+//! stamp under /sys/fs/bpf/lb/<instance>, mounting bpffs itself where there is none; they stay
+//! after SIGTERM (the data plane outlives lb) until `lb detach`; a start that fails after
+//! pinning leaves no directory; a second instance of the same name is refused while the first
+//! runs, and the data plane of one that died is adopted by the next start.
 //!
 //! Each lb runs in a mount namespace held by a `MountNs` (as `ip netns exec` makes one, so the
 //! bpffs mount never reaches the host), which lets the test look at the pins after lb exits.
@@ -14,7 +15,7 @@ use aya_obj::EbpfSectionKind;
 use lb::{
     balancer::service_key,
     config::Config,
-    dataplane::{BPFFS, PIN_ROOT, PROGRAM, PROGRAM_PIN_PREFIX, XDP_OBJECT, is_bpffs},
+    dataplane::{BPFFS, LINK_PIN_PREFIX, PIN_ROOT, PROGRAM, PROGRAM_PIN_PREFIX, XDP_OBJECT, is_bpffs},
 };
 use lb_common::{SERVICE_F_NAT, ServiceBanks, ServiceEntry, ServiceKey, session_buckets};
 use lb_tests::{
@@ -57,7 +58,7 @@ fn start(mounts: &MountNs, ns: &Netns, options: &[&str]) -> Result<LbDaemon> {
 }
 
 #[test]
-fn every_map_is_pinned_live_while_lb_runs_and_gone_after_sigterm() -> Result<()> {
+fn every_map_is_pinned_live_while_lb_runs_and_stays_after_sigterm_until_lb_detach() -> Result<()> {
     let ns = lb_host()?;
     let mounts = MountNs::new(&ns)?;
     let host_bpffs = is_bpffs(BPFFS.as_ref())?;
@@ -89,7 +90,8 @@ fn every_map_is_pinned_live_while_lb_runs_and_gone_after_sigterm() -> Result<()>
         .map(|(name, _)| name)
         .collect();
     ensure!(maps.len() >= 10, "the object declares only {maps:?}");
-    for name in maps.into_iter().chain([&format!("{PROGRAM_PIN_PREFIX}{PROGRAM}")]) {
+    let others = [format!("{PROGRAM_PIN_PREFIX}{PROGRAM}"), format!("{LINK_PIN_PREFIX}native_eth0"), "LB_LAYOUT".into()];
+    for name in maps.into_iter().chain(&others) {
         ensure!(pins.join(name).exists(), "{name} is not pinned in {}", pins.display());
     }
 
@@ -116,7 +118,11 @@ fn every_map_is_pinned_live_while_lb_runs_and_gone_after_sigterm() -> Result<()>
     drop(services);
 
     lb.stop()?;
-    ensure!(!pins.exists(), "{} is still there after SIGTERM", pins.display());
+    for name in &others {
+        ensure!(pins.join(name).exists(), "{name} is gone after SIGTERM: the data plane should outlive lb");
+    }
+    let out = lb.detach(&mounts)?;
+    ensure!(out.contains("native_eth0") && out.contains("detached"), "lb detach does not say what it removed: {out}");
     Ok(())
 }
 
@@ -130,7 +136,7 @@ fn a_start_that_fails_leaves_no_pin_directory() -> Result<()> {
     let mut second = LbDaemon::start_in(&mounts, &ns, &config(), &["eth0"], &[])?;
     let log = second.wait_exit(T)?;
     ensure!(
-        log.contains("pinned the maps and the program") && log.contains("already has an XDP program attached"),
+        log.contains("pinned the maps") && log.contains("already has an XDP program attached"),
         "the second lb should have pinned, then failed to attach: {log}"
     );
     ensure!(!second.pin_dir(&mounts).exists(), "a failed attach left {}", second.pin_dir(&mounts).display());
@@ -143,12 +149,12 @@ fn a_start_that_fails_leaves_no_pin_directory() -> Result<()> {
     ensure!(!third.pin_dir(&mounts).exists(), "a refused start left {}", third.pin_dir(&mounts).display());
 
     first.stop()?;
-    ensure!(!first.pin_dir(&mounts).exists());
+    first.detach(&mounts)?;
     Ok(())
 }
 
 #[test]
-fn an_instance_name_is_refused_while_its_lb_runs_and_taken_over_once_it_died() -> Result<()> {
+fn an_instance_name_is_refused_while_its_lb_runs_and_its_data_plane_adopted_once_it_died() -> Result<()> {
     let ns = lb_host()?;
     let mounts = MountNs::new(&ns)?;
     let name = lb_tests::names::unique("inst");
@@ -164,19 +170,17 @@ fn an_instance_name_is_refused_while_its_lb_runs_and_taken_over_once_it_died() -
     ensure!(pins.join("SERVICES").exists(), "the refused start touched the running instance's pins");
     first.status().context("the first instance stopped answering")?;
 
-    // Killed, the first cannot clean up: its directory stays, stale, until the name is reused.
+    // Killed, the first leaves its data plane running, pins and XDP, for the next start.
+    let program = ns.xdp_prog_id("eth0")?.context("no XDP while the first lb runs")?;
     first.process.kill()?;
-    let start_wait = std::time::Instant::now();
-    while ns.xdp_attached("eth0")? {
-        ensure!(start_wait.elapsed() < T, "XDP still attached after the first lb was killed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    ensure!(pins.join("SERVICES").exists(), "the killed lb's pins are gone: nothing left to test");
-    let mut third = start(&mounts, &ns, &same)?;
+    ensure!(ns.xdp_prog_id("eth0")? == Some(program), "XDP went with the killed lb");
+    ensure!(pins.join("SERVICES").exists(), "the killed lb's pins are gone");
+    let mut third = first.start_again(&mounts, &ns, &[])?;
+    third.wait_for("lb status to answer", T, |s| s["pin_dir"].is_string())?;
     let log = third.process.stderr_tail();
-    ensure!(log.contains("removed a stale pin directory"), "the stale directory was not reported: {log}");
-    ensure!(pins.join("SERVICES").exists(), "the new instance did not pin");
+    ensure!(log.contains("adopted the pinned maps") && log.contains("replaced the program on the pinned XDP link"), "{log}");
+    ensure!(ns.xdp_attached("eth0")?, "eth0 lost XDP");
     third.stop()?;
-    ensure!(!pins.exists(), "{} is still there after SIGTERM", pins.display());
+    third.detach(&mounts)?;
     Ok(())
 }

@@ -14,6 +14,15 @@ pub fn ip_raw(ip: IpAddr) -> ([u32; 4], u8) {
     }
 }
 
+/// The IP address a key's raw address words and family tag stand for.
+pub fn ip_of(key: &ServiceKey) -> IpAddr {
+    let bytes: Vec<u8> = key.addr.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    match key.family {
+        FAMILY_V6 => IpAddr::from(<[u8; 16]>::try_from(bytes).expect("16 bytes")),
+        _ => IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]]),
+    }
+}
+
 pub fn service_key(svc: &ServiceConfig) -> ServiceKey {
     let (addr, family) = ip_raw(svc.vip);
     ServiceKey { addr, port: port_raw(svc.port), proto: svc.protocol.number(), family }

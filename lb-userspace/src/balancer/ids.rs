@@ -18,6 +18,11 @@ impl IdPool {
         IdPool { free: (0..capacity).collect() }
     }
 
+    /// A pool whose free ids are `free`, handed out in that order.
+    fn with_free(free: impl IntoIterator<Item = u32>) -> Self {
+        IdPool { free: free.into_iter().collect() }
+    }
+
     pub fn take(&mut self) -> Option<u32> {
         self.free.pop_front()
     }
@@ -52,6 +57,20 @@ impl Default for Ids {
 }
 
 impl Ids {
+    /// The ids of maps adopted after a restart: `services` and `backends` are in use, every
+    /// backend id keeps the generation BACKENDS holds (`generations`, by id). Free backend ids
+    /// never handed out come first, then used ones, so a freed id waits as long as it can.
+    pub fn restore(services: &[u32], backends: &[u32], generations: Vec<u32>) -> Ids {
+        let free_services = (0..MAX_SERVICES).filter(|id| !services.contains(id));
+        let free_backends: Vec<u32> = (0..MAX_BACKENDS).filter(|id| !backends.contains(id)).collect();
+        let (never, used): (Vec<u32>, Vec<u32>) = free_backends.into_iter().partition(|&id| generations[id as usize] == 0);
+        Ids {
+            services: IdPool::with_free(free_services),
+            backends: IdPool::with_free(never.into_iter().chain(used)),
+            generations,
+        }
+    }
+
     pub fn take_service(&mut self) -> Option<u32> {
         self.services.take()
     }
@@ -104,5 +123,21 @@ mod tests {
         }
         assert_eq!(ids.take_backend(), Some((0, 2)));
         assert_eq!(ids.take_backend(), None);
+    }
+
+    #[test]
+    fn restored_ids_keep_their_generations_and_reuse_used_ids_last() {
+        let mut generations = vec![0; MAX_BACKENDS as usize];
+        generations[0] = 3; // in use
+        generations[1] = 7; // used before, free now
+        let mut ids = Ids::restore(&[0, 2], &[0], generations);
+        assert_eq!(ids.take_service(), Some(1));
+        assert_eq!(ids.take_service(), Some(3));
+        assert_eq!(ids.take_backend(), Some((2, 1)), "never-used ids first");
+        for _ in 3..MAX_BACKENDS {
+            ids.take_backend().unwrap();
+        }
+        assert_eq!(ids.take_backend(), Some((1, 8)), "then used ones, one generation on");
+        assert_eq!(ids.take_backend(), None, "id 0 is in use");
     }
 }

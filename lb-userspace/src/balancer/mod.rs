@@ -7,9 +7,12 @@
 //! - `plan` + `reconcile`: make the running state equal a validated `Config` (start, reload,
 //!   and every config-shaped live change);
 //! - `live`: the operator's backend and service changes; `drain`: draining backends;
-//! - `explain`: where a flow goes and why, read from the live maps.
+//! - `explain`: where a flow goes and why, read from the live maps;
+//! - `adopt`: the state of maps an earlier lb left (a restart), read back and matched to the
+//!   config.
 
 mod addr;
+mod adopt;
 mod drain;
 mod error;
 mod explain;

@@ -135,7 +135,7 @@ fn has_overflow(svc: &ServiceConfig) -> bool {
 }
 
 /// An id for a service's overflow pool table: it comes from the service ids (each has banks).
-fn take_pool_id(svc: &ServiceConfig, ids: &mut Ids) -> Result<u32, LiveError> {
+pub(super) fn take_pool_id(svc: &ServiceConfig, ids: &mut Ids) -> Result<u32, LiveError> {
     ids.take_service().ok_or_else(|| {
         LiveError::Refused(format!(
             "no free service id for the overflow pool of service {}: the data plane holds at most \
@@ -168,7 +168,7 @@ fn fresh(new: &ServiceConfig, ids: &mut Ids, initial: InitialHealth) -> Result<S
 }
 
 /// A new backend: down until its health check passes (as at start), unless `initial` says up.
-fn fresh_backend(
+pub(super) fn fresh_backend(
     addr: SocketAddr,
     config: &BackendConfig,
     ids: &mut Ids,

@@ -3,7 +3,7 @@
 
 use lb_common::{
     BACKEND_F_FULL, BACKEND_F_PACED, BACKEND_F_UP, Backend, Endpoint, NatVip, NewSessionQuota, SERVICE_F_NAT,
-    SERVICE_F_OVERFLOW, ServiceInfo, port_raw,
+    SERVICE_F_OVERFLOW, ServiceInfo, ServiceKey, port_raw,
 };
 
 use super::{BackendState, ServiceState, ip_raw};
@@ -66,7 +66,7 @@ pub(super) fn backend_entry(b: &BackendState) -> Backend {
     Backend { addr, port: port_raw(b.addr.port()), family, flags: up | paced | full, generation: b.generation }
 }
 
-fn new_session_quota(b: &BackendState) -> NewSessionQuota {
+pub(super) fn new_session_quota(b: &BackendState) -> NewSessionQuota {
     NewSessionQuota::per_second(b.quota.max_new_sessions_per_sec.unwrap_or(0))
 }
 
@@ -87,7 +87,7 @@ fn write_backend(dp: &mut Dataplane, b: &BackendState, up: bool) -> Result<(), D
 
 /// The (backend endpoint, VIP) pairs whose replies the data plane must rewrite: every backend
 /// of a NAT service, draining ones included (their flows go on).
-fn nat_replies(svc: &ServiceState) -> Vec<(Endpoint, NatVip)> {
+pub(super) fn nat_replies(svc: &ServiceState) -> Vec<(Endpoint, NatVip)> {
     if svc.config.forwarding != Forwarding::Nat {
         return Vec::new();
     }
@@ -101,8 +101,53 @@ fn nat_replies(svc: &ServiceState) -> Vec<(Endpoint, NatVip)> {
         .collect()
 }
 
+/// What the maps hold for one service: its live definition, the table and in-service list its
+/// live banks hold (and its pool's), and the BACKENDS entries, quotas and NAT reply pairs of its
+/// backends. Computed from the state lb holds (`of`), or read from adopted maps after a restart.
+pub(super) struct Published {
+    pub info: ServiceInfo,
+    pub table: Vec<u32>,
+    pub listed: Vec<u32>,
+    pub pool: Option<(ServiceInfo, Vec<u32>, Vec<u32>)>,
+    pub backends: Vec<PublishedBackend>,
+    pub nat_replies: Vec<(Endpoint, NatVip)>,
+}
+
+pub(super) struct PublishedBackend {
+    pub id: u32,
+    pub entry: Backend,
+    pub quota: NewSessionQuota,
+}
+
+impl Published {
+    pub fn of(svc: &ServiceState) -> Published {
+        Published {
+            info: svc.info,
+            table: build_table(svc),
+            listed: in_service_ids(svc),
+            pool: svc.pool.map(|info| (info, build_pool_table(svc), pool_in_service_ids(svc))),
+            backends: svc
+                .backends
+                .iter()
+                .map(|b| PublishedBackend { id: b.id, entry: backend_entry(b), quota: new_session_quota(b) })
+                .collect(),
+            nat_replies: nat_replies(svc),
+        }
+    }
+}
+
 /// Makes `next` the live state of its service, whose live state is `prev` (None: the service
-/// is not in SERVICES yet). In this order:
+/// is not in SERVICES yet). See `publish_over`.
+pub(super) fn publish(
+    dp: &mut Dataplane,
+    prev: Option<&ServiceState>,
+    next: &mut ServiceState,
+) -> Result<(), DataplaneError> {
+    publish_over(dp, prev.map(Published::of).as_ref(), next)
+}
+
+/// Makes `next` the live state of its service over what the maps hold for it (`prev`; None:
+/// the service is not in SERVICES yet). In this order:
 /// 1. BACKENDS entries of backends `prev` does not have (their counters zeroed: the id may
 ///    have served another backend before), and NAT reply entries for them;
 /// 2. a changed table / in-service list into the inactive bank of each (for a new service:
@@ -113,9 +158,9 @@ fn nat_replies(svc: &ServiceState) -> Vec<(Endpoint, NatVip)> {
 /// 4. backends `prev` has and `next` has not lose their UP flag, so their sessions go stale
 ///    and are re-chosen by their next packet, and NAT reply entries `next` no longer needs go.
 ///    The caller frees their ids.
-pub(super) fn publish(
+pub(super) fn publish_over(
     dp: &mut Dataplane,
-    prev: Option<&ServiceState>,
+    prev: Option<&Published>,
     next: &mut ServiceState,
 ) -> Result<(), DataplaneError> {
     let before = |id: u32| prev.and_then(|p| p.backends.iter().find(|b| b.id == id));
@@ -125,24 +170,24 @@ pub(super) fn publish(
                 dp.reset_backend_counters(b.id)?;
                 write_backend(dp, b, b.up)?;
             }
-            // Quotas or the full mark changed: rewritten with the UP flag it had.
-            Some(old) if backend_entry(&BackendState { up: old.up, ..b.clone() }) != backend_entry(old)
-                || new_session_quota(old) != new_session_quota(b) =>
-            {
-                write_backend(dp, b, old.up)?
+            Some(old) => {
+                // Quotas or the full mark changed: rewritten with the UP flag it had.
+                let up = old.entry.flags & BACKEND_F_UP != 0;
+                if backend_entry(&BackendState { up, ..b.clone() }) != old.entry || new_session_quota(b) != old.quota {
+                    write_backend(dp, b, up)?
+                }
             }
-            Some(_) => {}
         }
     }
-    let (old_replies, new_replies) = (prev.map(nat_replies).unwrap_or_default(), nat_replies(next));
+    let (old_replies, new_replies) = (prev.map(|p| p.nat_replies.clone()).unwrap_or_default(), nat_replies(next));
     for (backend, vip) in new_replies.iter().filter(|r| !old_replies.contains(r)) {
         dp.add_nat_reply(backend, *vip)?;
     }
 
     // The overflow pool's table first: the service's entry may be about to name it.
-    let prev_pool = prev.and_then(|p| p.pool.map(|info| (info, build_pool_table(p), pool_in_service_ids(p))));
+    let prev_pool = prev.and_then(|p| p.pool.as_ref());
     if let Some(pool) = next.pool {
-        let prev_pool = prev_pool.as_ref().filter(|(info, _, _)| info.id == pool.id);
+        let prev_pool = prev_pool.filter(|(info, _, _)| info.id == pool.id);
         let info = stage(dp, prev_pool, pool, build_pool_table(next), pool_in_service_ids(next))?;
         if prev_pool.map(|(p, _, _)| *p) != Some(info) {
             dp.set_pool(&info)?;
@@ -152,7 +197,7 @@ pub(super) fn publish(
 
     let flags = service_flags(&next.config) | if next.pool.is_some() { SERVICE_F_OVERFLOW } else { 0 };
     let base = ServiceInfo { flags, overflow_id: next.pool.map_or(0, |p| p.id), ..next.info };
-    let prev_service = prev.map(|p| (p.info, build_table(p), in_service_ids(p)));
+    let prev_service = prev.map(|p| (p.info, p.table.clone(), p.listed.clone()));
     let info = stage(dp, prev_service.as_ref(), base, build_table(next), in_service_ids(next))?;
     if prev.is_none() {
         dp.reset_service_counters(info.id)?;
@@ -169,7 +214,7 @@ pub(super) fn publish(
     if let Some(p) = prev {
         let kept = |id: u32| next.backends.iter().any(|b| b.id == id);
         for b in p.backends.iter().filter(|b| !kept(b.id)) {
-            dp.set_backend(b.id, &Backend { flags: 0, ..backend_entry(b) })?;
+            dp.set_backend(b.id, &Backend { flags: 0, ..b.entry })?;
         }
     }
     for (backend, vip) in old_replies.iter().filter(|r| !new_replies.contains(r)) {
@@ -215,15 +260,20 @@ fn stage(
 /// each of its backends and their NAT reply entries, and retires its pool table. The caller
 /// frees the ids.
 pub(super) fn withdraw(dp: &mut Dataplane, svc: &ServiceState) -> Result<(), DataplaneError> {
-    dp.remove_service(&svc.key)?;
-    if let Some(pool) = svc.pool {
+    withdraw_published(dp, &svc.key, &Published::of(svc))
+}
+
+/// `withdraw` of what the maps hold for the service at `key`.
+pub(super) fn withdraw_published(dp: &mut Dataplane, key: &ServiceKey, svc: &Published) -> Result<(), DataplaneError> {
+    dp.remove_service(key)?;
+    if let Some((pool, _, _)) = &svc.pool {
         dp.remove_pool(pool.id);
     }
     for b in &svc.backends {
-        dp.set_backend(b.id, &Backend { flags: 0, ..backend_entry(b) })?;
+        dp.set_backend(b.id, &Backend { flags: 0, ..b.entry })?;
     }
-    for (backend, vip) in nat_replies(svc) {
-        dp.remove_nat_reply(&backend, vip)?;
+    for (backend, vip) in &svc.nat_replies {
+        dp.remove_nat_reply(backend, *vip)?;
     }
     Ok(())
 }

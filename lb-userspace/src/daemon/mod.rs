@@ -1,6 +1,8 @@
-//! `lb run`: load, pin, attach, keep the maps in step with health checks, drains, the admin socket
-//! and the config file (SIGHUP or `lb reload`), answer metrics scrapes (`--metrics-listen`),
-//! and detach and unpin cleanly on SIGINT/SIGTERM.
+//! `lb run`: load and pin (or adopt the pins an earlier lb left), attach, keep the maps in step
+//! with health checks, drains, the admin socket and the config file (SIGHUP or `lb reload`),
+//! answer metrics scrapes (`--metrics-listen`). On SIGINT/SIGTERM the control plane exits and the
+//! data plane keeps forwarding with the last tables (pinned), for the next `lb run` to adopt;
+//! `--detach-on-exit` detaches and unpins instead, as `lb detach` does for a stopped instance.
 
 mod accounts;
 mod admin;
@@ -28,7 +30,7 @@ use tokio::{
 use crate::{
     balancer::{Balancer, InitialHealth, LiveError},
     config::Config,
-    dataplane::{Dataplane, Instance, LoadOptions, PinDir, XdpModeArg},
+    dataplane::{Dataplane, Found, Instance, Layout, LoadOptions, PinDir, XdpModeArg},
     metrics,
     state::FileStore,
 };
@@ -48,6 +50,10 @@ pub struct RunArgs {
     pub instance: Instance,
     /// What survives a restart (the contribution accounts) is kept here.
     pub state_dir: PathBuf,
+    /// Discard the pins found (another layout, or on purpose) instead of adopting them.
+    pub fresh: bool,
+    /// Detach and unpin on SIGINT/SIGTERM instead of leaving the data plane running.
+    pub detach_on_exit: bool,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -56,9 +62,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     preflight::privileges()?;
     preflight::check(&args.interfaces, &config)?;
     let accounts = accounts::Accounts::load(FileStore::open(&args.state_dir)?)?;
-    // A running instance of the same name refuses this one before any socket is bound. From
-    // here on a failure drops `pins`, which removes the directory and whatever was pinned.
-    let pins = PinDir::claim(&args.instance)?;
+    // A running instance of the same name, or pins of another layout, refuse this one before
+    // any socket is bound. From here on a failure of a fresh start drops `pins`, which removes
+    // the directory and whatever was pinned; an adopted directory stays as it was found.
+    let layout = Layout::of_object(lb_common::session_buckets(config.sessions.capacity))?;
+    let pins = PinDir::claim(&args.instance, &layout, args.fresh)?;
+    let found = pins.found().clone();
     // The metrics port first: refusing it then leaves no admin socket behind.
     let metrics_listener = args.metrics_listen.map(metrics::http::bind).transpose()?;
     let listener = admin::bind(&args.admin_socket)?;
@@ -66,14 +75,34 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _socket_file = admin::SocketFile(args.admin_socket.clone());
 
     let dp = Dataplane::load_with(LoadOptions { pins: Some(pins), session_capacity: config.sessions.capacity })?;
-    let mut balancer = Balancer::new(dp, &config, InitialHealth::Down)?;
-    balancer.dataplane_mut().attach(&args.interfaces, args.xdp_mode)?;
+    let balancer = if dp.adopted() {
+        // The program is replaced on the links first (the interfaces never lack XDP), then
+        // the tables follow the config: a start refused at attach has changed no map.
+        let mut dp = dp;
+        dp.attach(&args.interfaces, args.xdp_mode)?;
+        let (balancer, lines) = Balancer::adopt(dp, &config, InitialHealth::Down)?;
+        for l in lines {
+            tracing::info!("{l}");
+        }
+        balancer
+    } else {
+        let mut balancer = Balancer::new(dp, &config, InitialHealth::Down)?;
+        balancer.dataplane_mut().attach(&args.interfaces, args.xdp_mode)?;
+        balancer
+    };
+    let mut balancer = balancer;
+    balancer.dataplane_mut().commit_pins()?;
     tracing::info!(
         interfaces = %args.interfaces.join(","),
         services = config.services.len(),
         session_capacity = config.sessions.capacity,
         socket = %args.admin_socket.display(),
-        "attached; backends enter service as their health checks pass"
+        layout = balancer.dataplane().layout_version(),
+        "{}",
+        match found {
+            Found::Adoptable => "adopted the running data plane; backends keep their health until their checks say otherwise",
+            _ => "attached; backends enter service as their health checks pass",
+        }
     );
     let mut daemon = Daemon::start(balancer, args, accounts).await?;
     // Scrapes are rendered on this loop (the daemon's data has one owner); the HTTP side only
@@ -132,6 +161,5 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     admin.abort();
     daemon.shutdown().await;
-    tracing::info!("detached; exiting");
     result
 }

@@ -145,11 +145,20 @@ impl Daemon {
         Ok(lines)
     }
 
-    /// Stops the checkers, saves the accounts, detaches the program and removes its pins.
+    /// Stops the checkers and saves the accounts. The data plane goes on forwarding with the
+    /// last tables (its links and maps are pinned) for the next `lb run` to adopt, unless
+    /// `--detach-on-exit` asked to detach and unpin.
     pub async fn shutdown(&mut self) {
         self.checkers.stop_all().await;
         self.shunting.accounts.save_now().await;
-        self.balancer.dataplane_mut().detach_all();
-        self.balancer.dataplane_mut().unpin();
+        if self.args.detach_on_exit {
+            self.balancer.dataplane_mut().detach_and_unpin();
+            tracing::info!("detached; exiting");
+        } else {
+            tracing::info!(
+                instance = %self.args.instance,
+                "exiting; the data plane keeps forwarding with the last tables (`lb run` adopts it, `lb detach` removes it)"
+            );
+        }
     }
 }

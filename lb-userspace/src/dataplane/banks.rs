@@ -62,6 +62,17 @@ impl Banks {
         self.live.get(key).copied()
     }
 
+    /// Every live service, by key.
+    pub(super) fn services(&self) -> Vec<(ServiceKey, ServiceInfo)> {
+        self.live
+            .iter()
+            .filter_map(|(owner, info)| match owner {
+                Owner::Service(key) => Some((*key, *info)),
+                Owner::Pool(_) => None,
+            })
+            .collect()
+    }
+
     /// The epoch `bank` was retired at, if it was live before; forgets it (the caller waits,
     /// then the bank is as good as new).
     pub(super) fn take_retired(&mut self, bank: Bank) -> Option<Epoch> {

@@ -43,6 +43,11 @@ impl KeyBitmap {
         self.write_word(word_and_bit(key).0)
     }
 
+    /// Takes `keys` as covered without writing (adopted maps already have their bits set).
+    pub(super) fn adopt(&mut self, keys: impl Iterator<Item = Endpoint>) {
+        self.keys.extend(keys);
+    }
+
     /// Word `word` as the kernel holds it (tests, diagnostics).
     pub(super) fn word(&self, word: u32) -> Result<u64, DataplaneError> {
         self.map.get(&word, 0).map_err(|source| DataplaneError::Write { name: self.name, source })

@@ -158,6 +158,11 @@ impl Dataplane {
             .map_err(|e| DataplaneError::Attach(format!("adding ifindex {ifindex} to the EGRESS devmap failed: {e}")))
     }
 
+    /// The program may no longer redirect to `ifindex` (an interface lb left).
+    pub(super) fn forbid_egress(&mut self, ifindex: u32) {
+        let _ = self.egress.remove(ifindex);
+    }
+
     /// The session record of a flow, if the program made one.
     pub fn session(&self, flow: &FlowKey) -> Option<Session> {
         self.sessions.get(flow)

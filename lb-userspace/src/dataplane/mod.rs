@@ -1,6 +1,7 @@
 //! The only code that loads the XDP program and writes its maps. Everything above it speaks in
 //! services and backends; this module speaks in map entries.
 
+mod adopt;
 mod attach;
 mod banks;
 mod bpffs;
@@ -8,6 +9,7 @@ mod clock;
 mod counters;
 mod filter;
 mod grace;
+pub mod layout;
 mod live;
 mod lookup_memory;
 mod mapped;
@@ -21,7 +23,8 @@ pub use attach::{XdpModeArg, ifindex};
 pub use bpffs::{BPFFS, is_bpffs};
 pub use counters::Counters;
 pub use session_table::{SessionCounts, SessionReader};
-pub use pins::{DEFAULT_INSTANCE, Instance, PIN_ROOT, PROGRAM_PIN_PREFIX, PinDir, PinError};
+pub use layout::Layout;
+pub use pins::{DEFAULT_INSTANCE, Detached, Found, Instance, LINK_PIN_PREFIX, PIN_ROOT, PROGRAM_PIN_PREFIX, PinDir, PinError, detach_instance};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -72,8 +75,8 @@ pub enum DataplaneError {
 
 /// What `Dataplane::load_with` makes: where to pin, how large the session table is.
 pub struct LoadOptions {
-    /// Pin every map and the program here before anything else (`lb run`); dropping the
-    /// Dataplane removes them again. None: nothing is pinned.
+    /// Pin every map here as it is created, or adopt the maps pinned there (`PinDir::adopting`),
+    /// and the program and links at attach (`lb run`). None: nothing is pinned.
     pub pins: Option<PinDir>,
     /// Session records SESSIONS holds (`[sessions] capacity`; a power of two).
     pub session_capacity: u32,
@@ -112,6 +115,8 @@ pub struct Dataplane {
     attached: Vec<attach::Attachment>,
     /// Where the maps and the program are pinned (`lb run`); None when loaded unpinned.
     pins: Option<PinDir>,
+    /// The maps' layout and its version (the pins' stamp).
+    layout: Layout,
 }
 
 impl Dataplane {
@@ -131,23 +136,32 @@ impl Dataplane {
         }
         let buckets = lb_common::session_buckets(session_capacity);
         let ns_per_jiffy = clock::ns_per_jiffy().map_err(DataplaneError::Clock)?;
-        let mut ebpf = EbpfLoader::new()
+        let layout = Layout::of_object(buckets)?;
+        let mask = buckets - 1;
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global("NS_PER_JIFFY", &ns_per_jiffy, true)
             .map_max_entries("SESSIONS", buckets)
-            .override_global("SESSION_BUCKET_MASK", &(buckets - 1), true)
-            .load(XDP_OBJECT)
-            .map_err(DataplaneError::Load)?;
+            .override_global("SESSION_BUCKET_MASK", &mask, true);
+        // Each map is opened from its pin when there is one (adopted: same map, contents and
+        // all), else created and pinned there.
+        if let Some(pins) = &pins {
+            for name in layout.map_names() {
+                loader.map_pin_path(name, pins.path().join(name));
+            }
+        }
+        let mut ebpf = loader.load(XDP_OBJECT).map_err(DataplaneError::Load)?;
+        if let Some(pins) = &pins {
+            let how = if pins.adopting() { "adopted the pinned maps" } else { "pinned the maps" };
+            tracing::info!(path = %pins.path().display(), maps = layout.map_names().count(), layout = layout.version(), "{how}");
+        }
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM)
             .ok_or_else(|| DataplaneError::Map { name: "lb_xdp", detail: "program not in object".into() })?
             .try_into()
             .map_err(DataplaneError::Verify)?;
         program.load().map_err(DataplaneError::Verify)?;
-        if let Some(pins) = &pins {
-            let maps = pins.pin_object(&mut ebpf)?;
-            tracing::info!(path = %pins.path().display(), maps, "pinned the maps and the program");
-        }
-        Ok(Dataplane {
+        let mut dp = Dataplane {
             services: maps::take(&mut ebpf, "SERVICES")?,
             service_banks: service_banks::ServiceBanksMemory::new(maps::take_map(&mut ebpf, "SERVICE_BANKS")?)?,
             service_filter: filter::KeyBitmap::new("SERVICE_FILTER", maps::take(&mut ebpf, "SERVICE_FILTER")?),
@@ -170,7 +184,12 @@ impl Dataplane {
             ebpf,
             attached: Vec::new(),
             pins,
-        })
+            layout,
+        };
+        if dp.pins.as_ref().is_some_and(PinDir::adopting) {
+            dp.read_back()?;
+        }
+        Ok(dp)
     }
 
     /// Session records the loaded SESSIONS holds.
@@ -183,8 +202,28 @@ impl Dataplane {
         self.pins.as_ref()
     }
 
-    /// Removes the pins and their directory (a clean exit; Drop does it too).
-    pub fn unpin(&mut self) {
+    /// Whether the maps were adopted from an earlier lb's pins.
+    pub fn adopted(&self) -> bool {
+        self.pins.as_ref().is_some_and(PinDir::adopting)
+    }
+
+    /// The layout version of the maps.
+    pub fn layout_version(&self) -> &str {
+        self.layout.version()
+    }
+
+    /// The start is complete: the pins (stamped, if this start made them) outlive lb.
+    pub fn commit_pins(&mut self) -> Result<(), DataplaneError> {
+        if let Some(pins) = &mut self.pins {
+            pins.commit(&self.layout)?;
+        }
+        Ok(())
+    }
+
+    /// Detaches the program from every interface and removes every pin and the directory
+    /// (`lb run --detach-on-exit`, and a start that fails before `commit_pins`).
+    pub fn detach_and_unpin(&mut self) {
+        self.detach_all();
         if let Some(mut pins) = self.pins.take() {
             match pins.remove() {
                 Ok(()) => tracing::info!(path = %pins.path().display(), "removed the pins"),

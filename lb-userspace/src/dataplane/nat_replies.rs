@@ -14,6 +14,21 @@ pub(super) struct NatReplies {
     vips: HashMap<Endpoint, Vec<NatVip>>,
 }
 
+impl NatReplies {
+    /// An entry read back from adopted maps.
+    pub(super) fn adopt(&mut self, backend: Endpoint, vips: Vec<NatVip>) {
+        self.vips.insert(backend, vips);
+    }
+
+    pub(super) fn endpoints(&self) -> Vec<Endpoint> {
+        self.vips.keys().copied().collect()
+    }
+
+    pub(super) fn pairs(&self) -> Vec<(Endpoint, NatVip)> {
+        self.vips.iter().flat_map(|(e, vips)| vips.iter().map(move |v| (*e, *v))).collect()
+    }
+}
+
 impl Dataplane {
     /// Rewrites replies from `backend` to come from `vip` when they belong to a session with
     /// it. Config validation keeps the VIPs per endpoint within NAT_REPLY_VIPS.
