@@ -177,8 +177,9 @@ pub fn udp_ask(
 
 /// Binds `local`, waiting up to a second while the port is in use: a socket this process just
 /// closed can live on for a moment in a child that another test thread forked and that has not
-/// yet exec'd (close-on-exec closes it only then).
-fn bind_udp(local: SocketAddr) -> std::io::Result<UdpSocket> {
+/// yet exec'd (close-on-exec closes it only then), and a killed server's forked children may
+/// still be on their way out.
+pub fn bind_udp(local: SocketAddr) -> std::io::Result<UdpSocket> {
     for _ in 0..100 {
         match UdpSocket::bind(local) {
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => std::thread::sleep(Duration::from_millis(10)),

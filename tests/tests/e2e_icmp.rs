@@ -27,7 +27,8 @@ const WAIT: Duration = Duration::from_secs(5);
 fn udp_socket(ns: &lb_tests::netns::Netns, local: SocketAddr) -> UdpSocket {
     let socket = {
         let _inside = ns.enter().expect("enter the namespace");
-        UdpSocket::bind(local).unwrap_or_else(|e| panic!("bind {local} in {}: {e}", ns.name()))
+        // A killed server's port may be held for a moment by its exiting children.
+        lb_tests::client::bind_udp(local).unwrap_or_else(|e| panic!("bind {local} in {}: {e}", ns.name()))
     };
     socket.set_read_timeout(Some(WAIT)).unwrap();
     socket

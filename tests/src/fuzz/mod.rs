@@ -52,13 +52,7 @@ impl std::fmt::Display for Report {
 pub fn run(frames: u64, seed: u64) -> Result<Report> {
     let bed = FibBed::new("fuzz")?;
     let _inside = bed.ns.enter()?;
-    let mut dp = Dataplane::load()?;
-    dp.allow_egress(bed.a0.ifindex)?;
-    dp.allow_egress(bed.b0.ifindex)?;
-    let config = Config::parse(seeds::CONFIG)?;
-    let mut lb = Balancer::new(dp, &config, InitialHealth::Up)?;
-    let seed_frames = seeds::frames(&mut lb, &bed)?;
-    let oracle = oracle_of(&config, &bed);
+    let Round { mut lb, seeds: seed_frames, oracle } = Round::set_up(&bed)?;
 
     let mut rng = Rng::new(seed);
     let mut seen = BTreeMap::new();
@@ -100,12 +94,7 @@ pub fn replay(frame_hex: &str) -> Result<String> {
         .context("the frame is not hex")?;
     let bed = FibBed::new("fuzz-replay")?;
     let _inside = bed.ns.enter()?;
-    let mut dp = Dataplane::load()?;
-    dp.allow_egress(bed.a0.ifindex)?;
-    dp.allow_egress(bed.b0.ifindex)?;
-    let config = Config::parse(seeds::CONFIG)?;
-    let mut lb = Balancer::new(dp, &config, InitialHealth::Up)?;
-    seeds::frames(&mut lb, &bed)?;
+    let Round { mut lb, oracle, .. } = Round::set_up(&bed)?;
     let before = lb.dataplane().outcomes();
     let r = test_run(&mut lb, bed.a0.ifindex, &input)?;
     let after = lb.dataplane().outcomes();
@@ -115,8 +104,28 @@ pub fn replay(frame_hex: &str) -> Result<String> {
         .filter(|((_, a), (_, b))| a != b)
         .map(|((o, _), _)| o.name().to_string())
         .collect();
-    let judged = oracle_of(&config, &bed).judge(&input, r.verdict, &r.output);
+    let judged = oracle.judge(&input, r.verdict, &r.output);
     Ok(format!("verdict {} outcome {moved:?} oracle {judged:?}\n  out: {}", r.verdict, hex(&r.output)))
+}
+
+/// The program loaded in `bed` (entered) with the round's services, its flows recorded, the
+/// seed frames, and the oracle.
+struct Round {
+    lb: Balancer,
+    seeds: Vec<Vec<u8>>,
+    oracle: Oracle,
+}
+
+impl Round {
+    fn set_up(bed: &FibBed) -> Result<Round> {
+        let mut dp = Dataplane::load()?;
+        dp.allow_egress(bed.a0.ifindex)?;
+        dp.allow_egress(bed.b0.ifindex)?;
+        let config = Config::parse(seeds::CONFIG)?;
+        let mut lb = Balancer::new(dp, &config, InitialHealth::Up)?;
+        let seeds = seeds::frames(&mut lb, bed)?;
+        Ok(Round { lb, seeds, oracle: oracle_of(&config, bed) })
+    }
 }
 
 fn oracle_of(config: &Config, bed: &FibBed) -> Oracle {

@@ -300,12 +300,8 @@ fn read_icmp_error(frame: &[u8]) -> Option<IcmpError<'_>> {
         NetSlice::Ipv6(v6) => (v6.header().source_addr().into(), v6.header().destination_addr().into(), None),
     };
     let message = payload.payload;
-    let is_error = match (payload.ip_number.0, message.first()?) {
-        (1, 3) => true,
-        (58, 1 | 2) => true,
-        _ => false,
-    };
-    if !is_error {
+    // ICMP destination unreachable; ICMPv6 destination unreachable and packet too big.
+    if !matches!((payload.ip_number.0, message.first()?), (1, 3) | (58, 1 | 2)) {
         return None;
     }
     let quote = message.get(8..)?;
