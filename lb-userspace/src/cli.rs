@@ -48,6 +48,16 @@ pub enum Command {
         /// given; unauthenticated, so use a loopback or management address.
         #[arg(long, value_name = "ADDR:PORT")]
         metrics_listen: Option<SocketAddr>,
+        /// Serve the control endpoint at http://ADDR:PORT: POST /v1/services/NAME/shunt (an
+        /// external system opens or closes the overflow pool) and
+        /// POST /v1/services/NAME/backends/ADDR (an overflow server reports ready or closing).
+        /// Off unless given; no TLS, so use a management or loopback address (or a TLS proxy).
+        #[arg(long, value_name = "ADDR:PORT")]
+        control_listen: Option<SocketAddr>,
+        /// File holding the bearer token control requests must present (required with
+        /// --control-listen; must not be world-readable).
+        #[arg(long, value_name = "PATH")]
+        control_token_file: Option<PathBuf>,
         /// Name of this instance: its maps and program are pinned under /sys/fs/bpf/lb/NAME
         /// (1 to 64 of A-Z a-z 0-9 _ -). Give every instance on a host its own.
         #[arg(long, value_name = "NAME", default_value = DEFAULT_INSTANCE)]

@@ -4,6 +4,7 @@ pub mod api;
 pub mod balancer;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod hashing;

@@ -26,8 +26,8 @@ async fn main() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { config, interfaces, xdp_mode, admin_socket, metrics_listen, instance, state_dir, fresh, detach_on_exit } => {
-            let args = RunArgs { config, interfaces, xdp_mode, admin_socket, metrics_listen, instance, state_dir, fresh, detach_on_exit };
+        Command::Run { config, interfaces, xdp_mode, admin_socket, metrics_listen, control_listen, control_token_file, instance, state_dir, fresh, detach_on_exit } => {
+            let args = RunArgs { config, interfaces, xdp_mode, admin_socket, metrics_listen, control_listen, control_token_file, instance, state_dir, fresh, detach_on_exit };
             daemon::run(args).await
         }
         Command::Detach { instance } => {

@@ -207,6 +207,20 @@ impl HttpResponse {
 /// One HTTP/1.1 request (`Connection: close`) from `ns` to `to`, read to the end. Checks the
 /// framing a client relies on: a status line, and a body exactly as long as Content-Length.
 pub fn http_request(ns: &Netns, to: SocketAddr, method: &str, path: &str, timeout: Duration) -> Result<HttpResponse> {
+    http_exchange(ns, to, method, path, &[], "", timeout)
+}
+
+/// `http_request` with request headers (name, value) and a body (sent with its
+/// Content-Length; none when empty), e.g. a POST of JSON with `Authorization: Bearer ...`.
+pub fn http_exchange(
+    ns: &Netns,
+    to: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    timeout: Duration,
+) -> Result<HttpResponse> {
     let mut stream: TcpStream = {
         let _inside = ns.enter()?;
         let socket = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))?;
@@ -217,7 +231,16 @@ pub fn http_request(ns: &Netns, to: SocketAddr, method: &str, path: &str, timeou
     };
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {to}\r\nUser-Agent: lb-tests\r\nConnection: close\r\n\r\n")?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {to}\r\nUser-Agent: lb-tests\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request += &format!("{name}: {value}\r\n");
+    }
+    if !body.is_empty() {
+        request += &format!("Content-Length: {}\r\n", body.len());
+    }
+    request += "\r\n";
+    request += body;
+    stream.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).with_context(|| format!("reading the answer to {method} {path} from {to}"))?;
     let raw = String::from_utf8(raw).context("HTTP answer is not UTF-8")?;

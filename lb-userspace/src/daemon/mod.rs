@@ -7,6 +7,7 @@
 mod accounts;
 mod admin;
 mod checkers;
+mod control_orders;
 mod explain;
 mod hooks;
 mod ops;
@@ -31,7 +32,7 @@ use crate::{
     balancer::{Balancer, InitialHealth, LiveError},
     config::Config,
     dataplane::{Dataplane, Found, Instance, Layout, LoadOptions, PinDir, XdpModeArg},
-    metrics,
+    control, metrics,
     state::FileStore,
 };
 use state::{Daemon, TICK};
@@ -46,6 +47,10 @@ pub struct RunArgs {
     pub admin_socket: PathBuf,
     /// Serve GET /metrics over HTTP here (off when None).
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve the control endpoint (external shunt push, overflow servers' reports) here.
+    pub control_listen: Option<SocketAddr>,
+    /// The bearer token of the control endpoint (required with `control_listen`).
+    pub control_token_file: Option<PathBuf>,
     /// Names the pin directory, /sys/fs/bpf/lb/<instance>.
     pub instance: Instance,
     /// What survives a restart (the contribution accounts) is kept here.
@@ -68,7 +73,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let layout = Layout::of_object(lb_common::session_buckets(config.sessions.capacity))?;
     let pins = PinDir::claim(&args.instance, &layout, args.fresh)?;
     let found = pins.found().clone();
-    // The metrics port first: refusing it then leaves no admin socket behind.
+    // The token and the ports first: refusing them then leaves no admin socket behind.
+    let control = control::prepare(args.control_listen, args.control_token_file.as_deref())?;
     let metrics_listener = args.metrics_listen.map(metrics::http::bind).transpose()?;
     let listener = admin::bind(&args.admin_socket)?;
     // Removes the socket file when run returns, also when the start fails after this point.
@@ -115,6 +121,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics::http::spawn(l, scrape_tx.clone())
     });
     drop(scrape_tx);
+    // Control orders, likewise: checked on the HTTP side, carried out on this loop.
+    let (control_tx, mut control_orders) = mpsc::channel::<control::ControlRequest>(8);
+    let control_http = control.map(|(l, token)| {
+        if let Ok(address) = l.local_addr() {
+            tracing::info!(%address, "serving the control endpoint POST /v1/services/NAME/shunt and /v1/services/NAME/backends/ADDR");
+        }
+        control::http::spawn(l, token, control_tx.clone())
+    });
+    drop(control_tx);
     let (admin_tx, mut admin_requests) = mpsc::channel::<admin::AdminRequest>(8);
     let admin = admin::spawn(listener, admin_tx);
 
@@ -133,6 +148,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             Some(reply) = scrapes.recv() => {
                 let _ = reply.send(metrics::render(&status::status(&daemon)));
             }
+            Some(order) = control_orders.recv() => daemon.take_control_order(order),
             Some(admin::AdminRequest { request, reply }) = admin_requests.recv() => {
                 daemon.answer(request, reply).await;
             }
@@ -156,8 +172,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = sigterm.recv() => break Ok(()),
         }
     };
-    if let Some(http) = http {
-        http.abort();
+    for task in [http, control_http].into_iter().flatten() {
+        task.abort();
     }
     admin.abort();
     daemon.shutdown().await;

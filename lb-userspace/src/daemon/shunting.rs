@@ -6,7 +6,7 @@
 //! (`Balancer::set_pool_open`), the backends at max_sessions / max_bytes_per_sec
 //! (`Balancer::set_full_marks`, for every service, shunted or not), the hook to run (off the
 //! loop, `hooks`), what to add to the accounts, what to log. Commands (the operator's now, an
-//! external system's or an overflow server's own report later) all come in through `command`
+//! external system's or an overflow server's own report, `control`) all come in through `command`
 //! and take effect at the next tick.
 
 use std::{
@@ -41,11 +41,9 @@ use crate::{
 pub(crate) enum ShuntCommand {
     /// `lb shunt open|close|release`.
     Manual(ManualCommand),
-    /// A push from an external system (`--control-listen`, planned).
-    #[allow(dead_code, reason = "sent by the --control-listen endpoint, planned")]
+    /// A push from an external system (`--control-listen`).
     External(ExternalCommand),
-    /// An overflow server's own report of its state (`--control-listen`, planned).
-    #[allow(dead_code, reason = "sent by the --control-listen endpoint, planned")]
+    /// An overflow server's own report of its state (`--control-listen`).
     BackendReport { backend: SocketAddr, report: BackendReport },
 }
 

@@ -7,6 +7,7 @@ use anyhow::Context;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use super::{
+    control_orders::ControlReply,
     RunArgs,
     accounts::Accounts,
     checkers::Checkers,
@@ -40,6 +41,8 @@ pub(super) struct Daemon {
     pub shunting: Shunting,
     /// Shunt commands whose answer waits for the tick that acts on them.
     pub shunt_replies: Vec<ShuntReply>,
+    /// Control orders (`--control-listen`) whose answer waits for the tick that acts on them.
+    pub control_replies: Vec<ControlReply>,
     checkers: Checkers,
 }
 
@@ -61,6 +64,7 @@ impl Daemon {
             drain_replies: Vec::new(),
             shunting,
             shunt_replies: Vec::new(),
+            control_replies: Vec::new(),
         };
         daemon.sync_checkers().await?;
         Ok(daemon)
@@ -108,6 +112,7 @@ impl Daemon {
         self.rates.sample(&self.balancer, now);
         let shunted = self.shunting.tick(unix_now(), &mut self.balancer, &self.rates, &self.sessions, &self.health);
         self.answer_shunt_commands();
+        self.answer_control_orders();
         shunted?;
         self.sessions.start_if_due(now);
         let lines = self.balancer.finish_drains(now, None)?;
