@@ -190,26 +190,38 @@ fn an_external_system_opens_the_pool_with_a_ttl_and_overflow_servers_report_thei
     let after = untouched(&lb.cli_json(&WEB)?);
     ensure!(before == after, "a refused request changed the pool: before {before}, after {after}");
 
-    // An external open with a TTL: answered after the tick that opened the pool.
+    // An external open with a TTL: answered after the tick that opened the pool. The TTL
+    // counts from the request (in whole seconds of the daemon's clock): by `sent` + TTL + a
+    // tick the claim has lapsed unless renewed.
+    let sent = Instant::now();
     let (status, done) = control.shunt("web", open)?;
     ensure!(status == 200 && done["service"] == "web" && done["shunt"]["state"] == "open", "{status}: {done}");
     ensure!(done["done"].as_str().is_some_and(|d| d.contains("external open") && d.contains("partner")), "{done}");
-    let opened = Instant::now();
     let v = lb.cli_json(&WEB)?;
     ensure!(v[0]["state"] == "open" && v[0]["trigger"]["trigger"] == "external" && v[0]["trigger"]["reason"] == "partner", "{v}");
     ensure!(v[0]["trigger"]["expires_at"].is_i64(), "an open with a TTL has an expiry: {v}");
 
-    // Renewed before it lapses, it stays open past the first TTL...
-    stays_open(&mut lb, opened + Duration::from_millis(1000), "before the renewal")?;
-    let (status, done) = control.shunt("web", r#"{"action":"open","reason":"partner","ttl_secs":2}"#)?;
+    // Renewed before it lapses (for 5 s), it stays open well past the first TTL...
+    let (status, done) = control.shunt("web", r#"{"action":"open","reason":"partner","ttl_secs":5}"#)?;
+    ensure!(sent.elapsed() < Duration::from_secs(2), "the renewal came too late to test: {:?}", sent.elapsed());
     ensure!(status == 200 && done["shunt"]["state"] == "open", "renewal: {status}: {done}");
     let renewed = Instant::now();
-    stays_open(&mut lb, opened + Duration::from_millis(3200), "after the renewal, past the first TTL")?;
+    stays_open(&mut lb, sent + Duration::from_millis(3500), "after the renewal, past the first TTL")?;
     // ...and closes by itself once the renewed TTL lapses.
     lb.wait_for_json(&WEB, "the pool closed after the TTL", WAIT, |v| v[0]["state"] == "closed")?;
-    ensure!(renewed.elapsed() >= Duration::from_secs(1), "closed only {:?} after a 2 s renewal", renewed.elapsed());
+    ensure!(renewed.elapsed() >= Duration::from_secs(3), "closed only {:?} after a 5 s renewal", renewed.elapsed());
+    // The events say so: the renewed claim lapsed (not the first one), and nothing else closed it.
     let v = lb.cli_json(&WEB)?;
-    ensure!(v[0]["trigger"]["trigger"] == "external_expired" && v[0]["trigger"]["reason"] == "partner", "{v}");
+    let events = v[0]["events"].as_array().context("events")?;
+    let renewal = events.iter().rev().find(|e| e["detail"]["event"] == "command" && e["detail"]["source"] == "external");
+    let expires = renewal.and_then(|e| e["detail"]["why"]["expires_at"].as_i64()).context("the renewal's expiry")?;
+    let closed_by = events.iter().rev().find(|e| e["detail"]["event"] == "pool" && e["detail"]["to"] == "closing").context("a close")?;
+    ensure!(
+        closed_by["detail"]["why"]["trigger"] == "external_expired"
+            && closed_by["detail"]["why"]["reason"] == "partner"
+            && closed_by["at"].as_i64() >= Some(expires),
+        "not closed by the lapse of the renewed claim (expiring at {expires}): {closed_by}"
+    );
 
     // Overflow servers' own reports, while the pool is open (no TTL: until the close).
     let (status, _) = control.shunt("web", r#"{"action":"open","reason":"campaign"}"#)?;
