@@ -22,7 +22,7 @@ use tokio::{
     time::timeout,
 };
 
-use super::{ControlAnswer, ControlRequest, Refusal, Token, request};
+use super::{ControlAnswer, ControlOrder, ControlRequest, Refusal, Token, request};
 
 /// Larger bodies are refused with 413 (a valid one is well under 1 KiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -84,16 +84,19 @@ pub fn spawn(listener: TcpListener, token: Token, orders: mpsc::Sender<ControlRe
 }
 
 async fn answer(req: Request<Incoming>, token: &Token, orders: &mpsc::Sender<ControlRequest>, peer: SocketAddr) -> ControlAnswer {
-    let route = request::route(req.method(), req.uri().path())?;
-    if !token.accepts(req.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes)) {
-        tracing::warn!(%peer, path = req.uri().path(), "control request refused: missing or wrong bearer token");
-        return Err(Refusal::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token: send `Authorization: Bearer TOKEN` with the token of --control-token-file",
-        ));
-    }
-    let body = read_body(req.into_body()).await?;
-    let order = request::order(route, &body)?;
+    let path = req.uri().path().to_string();
+    let order = match checked(req, token).await {
+        Ok(order) => order,
+        // The daemon logs its own refusals; these never reach it.
+        Err(refusal) if refusal.status == StatusCode::UNAUTHORIZED => {
+            tracing::warn!(%peer, path, "control request refused: {}", refusal.message);
+            return Err(refusal);
+        }
+        Err(refusal) => {
+            tracing::info!(%peer, path, status = refusal.status.as_u16(), "control request refused: {}", refusal.message);
+            return Err(refusal);
+        }
+    };
     let (reply, answered) = oneshot::channel();
     let gone = || Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "lb is shutting down");
     orders.send(ControlRequest { order, reply }).await.map_err(|_| gone())?;
@@ -105,6 +108,19 @@ async fn answer(req: Request<Incoming>, token: &Token, orders: &mpsc::Sender<Con
             "lb took the order but did not confirm it in time (busy with a reload?); check `lb shunt status`",
         )),
     }
+}
+
+/// Routes, authenticates, then reads and checks the body: what the daemon is asked to do.
+async fn checked(req: Request<Incoming>, token: &Token) -> Result<ControlOrder, Refusal> {
+    let route = request::route(req.method(), req.uri().path())?;
+    if !token.accepts(req.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes)) {
+        return Err(Refusal::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token: send `Authorization: Bearer TOKEN` with the token of --control-token-file",
+        ));
+    }
+    let body = read_body(req.into_body()).await?;
+    request::order(route, &body)
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, Refusal> {
