@@ -267,6 +267,21 @@ mod tests {
         assert!(Cli::try_parse_from(["lb", "run", "-c", "x", "-i", "e", "--metrics-listen", "9100"]).is_err());
     }
 
+    fn control(args: &[&str]) -> (Option<std::net::SocketAddr>, Option<std::path::PathBuf>) {
+        match Cli::try_parse_from(args).expect("parses").command {
+            Command::Run { control_listen, control_token_file, .. } => (control_listen, control_token_file),
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_control_endpoint_is_off_unless_asked_for() {
+        assert_eq!(control(&["lb", "run", "-c", "lb.toml", "-i", "eth0"]), (None, None));
+        let on = ["lb", "run", "-c", "x", "-i", "e", "--control-listen", "10.0.0.2:9200", "--control-token-file", "/etc/lb/t"];
+        assert_eq!(control(&on), (Some("10.0.0.2:9200".parse().unwrap()), Some("/etc/lb/t".into())));
+        assert!(Cli::try_parse_from(["lb", "run", "-c", "x", "-i", "e", "--control-listen", "9200"]).is_err());
+    }
+
     fn instance(args: &[&str]) -> Result<String, String> {
         match Cli::try_parse_from(args).map_err(|e| e.to_string())?.command {
             Command::Run { instance, .. } => Ok(instance.to_string()),
