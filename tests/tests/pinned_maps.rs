@@ -107,6 +107,15 @@ fn every_map_is_pinned_live_while_lb_runs_and_stays_after_sigterm_until_lb_detac
         let nat = svc.name == "web";
         ensure!((entry.flags & SERVICE_F_NAT != 0) == nat && banks.table_size == svc.table_size, "{}: {entry:?} {banks:?}", svc.name);
     }
+    // The maps carry BTF types: bpftool prints SERVICES' keys and values by field.
+    let dump = std::process::Command::new("bpftool").args(["-j", "map", "dump", "pinned"]).arg(pins.join("SERVICES")).output()?;
+    ensure!(dump.status.success(), "bpftool map dump: {}", String::from_utf8_lossy(&dump.stderr));
+    let dump: serde_json::Value = serde_json::from_slice(&dump.stdout)?;
+    let first = &dump[0]["formatted"];
+    ensure!(
+        first["key"]["port"].is_u64() && first["key"]["addr"].is_array() && first["value"]["id"].is_u64() && first["value"]["flags"].is_u64(),
+        "bpftool does not print SERVICES by field: {dump}"
+    );
     // SESSIONS as `[sessions] capacity` asked: SESSION_WAYS records a bucket.
     let sessions = MapData::from_pin(pins.join("SESSIONS"))?;
     let buckets = sessions.info()?.max_entries();
