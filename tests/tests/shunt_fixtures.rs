@@ -107,12 +107,16 @@ impl Bed {
         Ok(())
     }
 
-    /// The overflow backend the pool table names for `frame`'s flow.
+    /// The overflow backend `lb explain` predicts for `frame`'s flow if it spills, checked
+    /// against the pool's table as built (the kernel's choice is then checked against it).
     fn pool_choice(&self, frame: &Frame) -> Result<SocketAddr> {
-        let svc = self.lb.service("web")?;
-        let table = build_pool_table(svc);
+        let ex = self.lb.explain_packet(&frame.flow_key(), true)?.context("explain: no service")?;
+        let predicted = ex.overflow.context("explain says nothing of the pool")?.pool_choice.context("explain: pool closed")?.addr;
+        let table = build_pool_table(self.lb.service("web")?);
         let slot = table_slot(flow_hash(&frame.flow_key(), HASH_FIVE_TUPLE), table.len() as u32);
-        self.backend_addr(table[slot as usize])
+        let built = self.backend_addr(table[slot as usize])?;
+        ensure!(predicted == built, "explain predicts {predicted}, the pool table names {built}");
+        Ok(predicted)
     }
 }
 
@@ -164,6 +168,9 @@ fn the_pool_table_chooses_then_the_next_overflow_backend_then_the_primary() -> R
     // The primary is marked full by the control plane (max_sessions, say): deterministic.
     let (mut t, _inside) = Bed::new("shunt-next", "max_sessions = 100")?;
     t.lb.set_full("web", addr(PRIMARY), true)?;
+    let probe = t.new_flow();
+    let closed = t.lb.explain_packet(&probe.flow_key(), true)?.and_then(|e| e.overflow).context("explain: no pool")?;
+    ensure!(closed.choice_full && !closed.open && closed.pool_choice.is_none(), "explain of a closed pool: {closed:?}");
     t.open(&OVERFLOW)?;
 
     // A spilled flow goes where the pool's table says (spread and sticky like the primary's).

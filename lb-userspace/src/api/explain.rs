@@ -23,6 +23,23 @@ pub struct ExplainReport {
     pub backend: Option<SocketAddr>,
     /// How it was chosen: "session", "table slot", "second choice" or "none".
     pub chosen_by: String,
+    /// For a new flow of a service with an overflow pool: where it goes if `backend` has no room.
+    #[serde(default)]
+    pub overflow: Option<OverflowReport>,
+}
+
+/// What a new flow does when its choice is at its quota (`lb explain` of a shunted service).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OverflowReport {
+    /// The choice is marked full (max_sessions / max_bytes_per_sec, as measured).
+    pub choice_full: bool,
+    /// The choice's new flows are paced (max_new_sessions_per_sec).
+    pub choice_paced: bool,
+    /// The pool is open: it takes spilled flows.
+    pub open: bool,
+    /// The overflow backend the pool's table names for this flow (the next ones follow if it
+    /// has no room); None while the pool is closed.
+    pub pool_choice: Option<SocketAddr>,
 }
 
 /// The backend a table slot names.
@@ -83,5 +100,18 @@ pub fn render_explain(r: &ExplainReport) -> String {
         }
     }
     let _ = writeln!(out, "  goes to     {} (by {})", addr(r.backend), r.chosen_by);
+    if let Some(o) = &r.overflow {
+        let quota = match (o.choice_full, o.choice_paced) {
+            (true, _) => "it is marked full: a new flow spills",
+            (false, true) => "its new flows are paced: a new flow over its quota spills",
+            (false, false) => "it has no quota: a new flow stays",
+        };
+        let pool = match (o.open, o.pool_choice) {
+            (true, Some(b)) => format!("overflow pool open: spills to {b} (or the next overflow backend with room; every one full: stays)"),
+            _ => "overflow pool closed: a flow over quota stays on its choice".to_string(),
+        };
+        let _ = writeln!(out, "  quota       {quota}");
+        let _ = writeln!(out, "  overflow    {pool}");
+    }
     out
 }

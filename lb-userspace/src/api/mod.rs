@@ -9,7 +9,7 @@ mod fuzz_tests;
 #[cfg(test)]
 mod tests;
 
-pub use explain::{ExplainReport, SessionReport, SlotReport, render_explain};
+pub use explain::{ExplainReport, OverflowReport, SessionReport, SlotReport, render_explain};
 pub use shunt::{
     ContributionCounts, ContributionReport, ContributionRow, ShuntAction, ShuntBackendStatus, ShuntEvent,
     ShuntServiceStatus, render_report, render_shunt_status, when,

@@ -2,7 +2,8 @@
 //! the XDP program runs.
 
 use lb_common::{
-    BACKEND_F_UP, FlowKey, HASH_FIELDS_MASK, Session, flow_hash, second_choice, table_slot,
+    BACKEND_F_FULL, BACKEND_F_PACED, BACKEND_F_UP, FlowKey, HASH_FIELDS_MASK, ServiceInfo, Session, flow_hash,
+    second_choice, table_slot,
 };
 use serde::Serialize;
 
@@ -27,8 +28,27 @@ pub struct Explanation {
     pub session: Option<SessionView>,
     /// Explained for a TCP SYN, which is always chosen afresh: the session record is not used.
     pub tcp_syn: bool,
-    /// Where the next packet of this flow goes (None: dropped, no backend in service).
+    /// Where the next packet of this flow goes (None: dropped, no backend in service). For a
+    /// new flow whose choice is at its quota, `overflow` says where it goes instead.
     pub backend: Option<BackendState>,
+    /// For a service with an overflow pool: what a new flow does if its choice has no room.
+    pub overflow: Option<OverflowView>,
+}
+
+/// The overflow pool as a new flow of this hash meets it (select.rs `spill`).
+#[derive(Clone, Debug, Serialize)]
+pub struct OverflowView {
+    /// The chosen backend is marked full by the control plane: the flow spills (if the pool is
+    /// open) whatever its pace.
+    pub choice_full: bool,
+    /// The chosen backend's new flows are paced (max_new_sessions_per_sec): whether this one
+    /// fits depends on the flows just before it, which no reading of the maps can tell.
+    pub choice_paced: bool,
+    /// The pool takes spilled flows (an overflow backend in its in-service list).
+    pub open: bool,
+    /// The overflow backend the pool's table (or its second choice) names for this flow; the
+    /// next ones are tried if it has no room either.
+    pub pool_choice: Option<BackendState>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -87,6 +107,19 @@ impl Balancer {
         } else {
             None
         };
+        let overflow = match (svc.pool, chosen) {
+            (Some(pool), Some(id)) if session.filter(|s| s.usable && !tcp_syn).is_none() => {
+                let flags = dp.backend(id)?.flags;
+                let pool_choice = self.pool_choice(&pool, hash)?.and_then(by_id);
+                Some(OverflowView {
+                    choice_full: flags & BACKEND_F_FULL != 0,
+                    choice_paced: flags & BACKEND_F_PACED != 0,
+                    open: pool.in_service_count > 0,
+                    pool_choice,
+                })
+            }
+            _ => None,
+        };
         Ok(Some(Explanation {
             service: svc.config.name.clone(),
             hash,
@@ -99,6 +132,24 @@ impl Balancer {
             session,
             tcp_syn,
             backend: chosen.and_then(by_id),
+            overflow,
         }))
+    }
+
+    /// The pool table's choice for `hash`, else its second choice (as select.rs
+    /// `choose_backend` on the pool's banks); None while the pool is closed.
+    fn pool_choice(&self, pool: &ServiceInfo, hash: u32) -> Result<Option<u32>, DataplaneError> {
+        if pool.in_service_count == 0 {
+            return Ok(None);
+        }
+        let dp = &self.dp;
+        if pool.table_size != 0 {
+            let id = dp.lookup_slot(pool.id, pool.lookup_bank, table_slot(hash, pool.table_size))?;
+            if dp.backend(id).is_ok_and(|b| b.flags & BACKEND_F_UP != 0) {
+                return Ok(Some(id));
+            }
+        }
+        let i = second_choice(hash, pool.in_service_count);
+        Ok(Some(dp.in_service_slot(pool.id, pool.in_service_bank, i)?))
     }
 }

@@ -25,7 +25,7 @@ mod shunt;
 
 pub use addr::{flow_key, ip_raw, service_key};
 pub use error::LiveError;
-pub use explain::{Explanation, SessionView};
+pub use explain::{Explanation, OverflowView, SessionView};
 pub use publish::{build_pool_table, build_table, in_service_ids, pool_in_service_ids};
 
 use std::{

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use crate::{
-    api::{ExplainReport, SessionReport, SlotReport},
+    api::{ExplainReport, OverflowReport, SessionReport, SlotReport},
     balancer::{Explanation, ServiceState},
 };
 
@@ -52,6 +52,12 @@ pub(super) fn report(svc: &ServiceState, client: SocketAddr, ex: &Explanation) -
         session,
         backend: ex.backend.as_ref().map(|b| b.addr),
         chosen_by: chosen_by.to_string(),
+        overflow: ex.overflow.as_ref().map(|o| OverflowReport {
+            choice_full: o.choice_full,
+            choice_paced: o.choice_paced,
+            open: o.open,
+            pool_choice: o.pool_choice.as_ref().map(|b| b.addr),
+        }),
     }
 }
 
