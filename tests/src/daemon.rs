@@ -22,6 +22,22 @@ pub fn lb_binary() -> Result<PathBuf> {
     Ok(lb)
 }
 
+/// The `lb` built with the `upgrade-test` feature (a program that differs from `lb_binary`'s
+/// in code only, same map layouts), which `cargo xtask test` leaves in target/upgrade-test.
+pub fn upgrade_binary() -> Result<PathBuf> {
+    let debug = lb_binary()?;
+    let target = debug.parent().and_then(Path::parent).context("lb is not in target/<profile>")?;
+    let lb = target.join("upgrade-test").join("lb");
+    if !lb.exists() {
+        bail!(
+            "{} not built: `cargo xtask test` builds it (or: cargo build -p lb-userspace --bin lb --features upgrade-test \
+             && cp target/debug/lb target/upgrade-test/lb, then cargo build --workspace)",
+            lb.display()
+        );
+    }
+    Ok(lb)
+}
+
 /// A namespace with a veth pair per name in `ifaces` (`ifaces[i]` <-> `peer<i>`), up and
 /// forwarding IPv4: the smallest host `lb run` attaches to.
 pub fn lb_host(tag: &str, ifaces: &[&str]) -> Result<Netns> {
@@ -72,11 +88,18 @@ impl LbDaemon {
     /// The daemon's instance started again (same config, instance and mount namespace): it
     /// adopts the data plane this one left, as `lb run` after a restart. `options` are added.
     pub fn start_again(&self, mounts: &MountNs, ns: &Netns, options: &[&str]) -> Result<LbDaemon> {
+        self.start_again_as(&lb_binary()?, mounts, ns, options)
+    }
+
+    /// `start_again` with another `lb` binary (an upgrade, e.g. `upgrade_binary()`).
+    pub fn start_again_as(&self, binary: &Path, mounts: &MountNs, ns: &Netns, options: &[&str]) -> Result<LbDaemon> {
         let config = std::fs::read_to_string(&self.config)?;
         let ifaces: Vec<&str> = self.ifaces.iter().map(String::as_str).collect();
         let mut all = vec!["--instance", self.instance.as_str()];
         all.extend_from_slice(options);
-        Self::start_in(mounts, ns, &config, &ifaces, &all)
+        let mut lb = Self::start_binary(binary, ns, &config, &ifaces, &all, |args| mounts.spawn(args))?;
+        lb.shared_mounts = true;
+        Ok(lb)
     }
 
     /// `start_with`, but in the mount namespace `mounts` (whose bpffs outlives the daemon)
@@ -95,7 +118,18 @@ impl LbDaemon {
         options: &[&str],
         spawn: impl FnOnce(&[&str]) -> Result<ChildGuard>,
     ) -> Result<LbDaemon> {
-        let lb = lb_binary()?;
+        Self::start_binary(&lb_binary()?, ns, config, ifaces, options, spawn)
+    }
+
+    /// `start_by` with the `lb` binary `lb`.
+    fn start_binary(
+        lb: &Path,
+        ns: &Netns,
+        config: &str,
+        ifaces: &[&str],
+        options: &[&str],
+        spawn: impl FnOnce(&[&str]) -> Result<ChildGuard>,
+    ) -> Result<LbDaemon> {
         let id = names::unique("lbd");
         let dir = std::env::temp_dir();
         let config_path = dir.join(format!("{id}.toml"));

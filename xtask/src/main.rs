@@ -6,6 +6,7 @@ mod demo;
 mod fuzz;
 mod setup;
 mod test;
+mod upgrade_build;
 mod util;
 
 use std::process::ExitCode;

@@ -11,6 +11,8 @@ pub fn run(args: &[String]) -> Result<()> {
              programs (run `cargo xtask test` as root)"
         );
     }
+    // The namespace tests run target/debug/lb and, for the upgrade, target/upgrade-test/lb.
+    crate::upgrade_build::build_upgrade_then_default()?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--all-targets", "--"]);
     // libtest rejects an option given twice: let an explicit --test-threads win.
