@@ -85,20 +85,29 @@ impl LbDaemon {
         Self::start_by(ns, config, ifaces, options, |args| ns.spawn(args))
     }
 
-    /// The daemon's instance started again (same config, instance and mount namespace): it
-    /// adopts the data plane this one left, as `lb run` after a restart. `options` are added.
-    pub fn start_again(&self, mounts: &MountNs, ns: &Netns, options: &[&str]) -> Result<LbDaemon> {
+    /// The daemon's instance started again (same config, instance, state directory and mount
+    /// namespace): it adopts the data plane this one left, as `lb run` after a restart.
+    /// `options` are added. The state directory this helper chose passes to the new daemon.
+    pub fn start_again(&mut self, mounts: &MountNs, ns: &Netns, options: &[&str]) -> Result<LbDaemon> {
         self.start_again_as(&lb_binary()?, mounts, ns, options)
     }
 
     /// `start_again` with another `lb` binary (an upgrade, e.g. `upgrade_binary()`).
-    pub fn start_again_as(&self, binary: &Path, mounts: &MountNs, ns: &Netns, options: &[&str]) -> Result<LbDaemon> {
+    pub fn start_again_as(&mut self, binary: &Path, mounts: &MountNs, ns: &Netns, options: &[&str]) -> Result<LbDaemon> {
         let config = std::fs::read_to_string(&self.config)?;
         let ifaces: Vec<&str> = self.ifaces.iter().map(String::as_str).collect();
         let mut all = vec!["--instance", self.instance.as_str()];
+        let state_dir = self.own_state_dir.as_ref().map(|d| d.to_string_lossy().to_string());
+        if let (Some(dir), false) = (&state_dir, options.contains(&"--state-dir")) {
+            all.extend(["--state-dir", dir.as_str()]);
+        }
         all.extend_from_slice(options);
         let mut lb = Self::start_binary(binary, ns, &config, &ifaces, &all, |args| mounts.spawn(args))?;
         lb.shared_mounts = true;
+        if !options.contains(&"--state-dir") {
+            // The new daemon uses it now: it removes it when it is dropped, this one must not.
+            lb.own_state_dir = self.own_state_dir.take();
+        }
         Ok(lb)
     }
 

@@ -7,6 +7,7 @@
 mod accounts;
 mod admin;
 mod checkers;
+mod drains;
 mod explain;
 mod hooks;
 mod ops;
@@ -62,6 +63,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     preflight::privileges()?;
     preflight::check(&args.interfaces, &config)?;
     let accounts = accounts::Accounts::load(FileStore::open(&args.state_dir)?)?;
+    let drain_file = drains::DrainFile::load(FileStore::open(&args.state_dir)?)?;
     // A running instance of the same name, or pins of another layout, refuse this one before
     // any socket is bound. From here on a failure of a fresh start drops `pins`, which removes
     // the directory and whatever was pinned; an adopted directory stays as it was found.
@@ -80,7 +82,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         // the tables follow the config: a start refused at attach has changed no map.
         let mut dp = dp;
         dp.attach(&args.interfaces, args.xdp_mode)?;
-        let (balancer, lines) = Balancer::adopt(dp, &config, InitialHealth::Down)?;
+        let (mut balancer, mut lines) = Balancer::adopt(dp, &config, InitialHealth::Down)?;
+        // The maps say which backends drain; the state directory says since when.
+        lines.extend(drain_file.restore(&mut balancer));
         for l in lines {
             tracing::info!("{l}");
         }
@@ -104,7 +108,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ => "attached; backends enter service as their health checks pass",
         }
     );
-    let mut daemon = Daemon::start(balancer, args, accounts).await?;
+    let mut daemon = Daemon::start(balancer, args, accounts, drain_file).await?;
     // Scrapes are rendered on this loop (the daemon's data has one owner); the HTTP side only
     // carries them. Without a listener the channel has no sender and its branch stays idle.
     let (scrape_tx, mut scrapes) = mpsc::channel::<metrics::http::ScrapeRequest>(8);
