@@ -4,8 +4,6 @@
 //! and its XDP object are compiled twice; the default `lb` is built after it and takes its
 //! place in target/debug again.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result};
 
 use crate::util::{self, cargo};
@@ -13,7 +11,7 @@ use crate::util::{self, cargo};
 /// Builds the upgrade-test `lb` into target/upgrade-test/lb, then the default workspace.
 pub fn build_upgrade_then_default() -> Result<()> {
     util::run(cargo().args(["build", "-p", "lb-userspace", "--bin", "lb", "--features", "upgrade-test"]))?;
-    let target = target_dir();
+    let target = util::target_dir();
     let dir = target.join("upgrade-test");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let (from, to) = (target.join("debug").join("lb"), dir.join("lb"));
@@ -23,12 +21,4 @@ pub fn build_upgrade_then_default() -> Result<()> {
     std::fs::rename(&partial, &to).with_context(|| format!("renaming {} to {}", partial.display(), to.display()))?;
     println!("upgrade-test lb: {}", to.display());
     util::run(cargo().args(["build", "--workspace"]))
-}
-
-/// CARGO_TARGET_DIR, or the workspace's target/.
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => util::root().join(dir),
-        None => util::root().join("target"),
-    }
 }

@@ -10,6 +10,7 @@ mod checkers;
 mod drains;
 mod explain;
 mod hooks;
+mod notify;
 mod ops;
 mod preflight;
 mod rates;
@@ -77,7 +78,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _socket_file = admin::SocketFile(args.admin_socket.clone());
 
     let dp = Dataplane::load_with(LoadOptions { pins: Some(pins), session_capacity: config.sessions.capacity })?;
-    let balancer = if dp.adopted() {
+    let dp_adopted = dp.adopted();
+    let balancer = if dp_adopted {
         // The program is replaced on the links first (the interfaces never lack XDP), then
         // the tables follow the config: a start refused at attach has changed no map.
         let mut dp = dp;
@@ -121,6 +123,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     drop(scrape_tx);
     let (admin_tx, mut admin_requests) = mpsc::channel::<admin::AdminRequest>(8);
     let admin = admin::spawn(listener, admin_tx);
+    // The data plane is attached (or adopted) and the admin socket answers: ready.
+    notify::ready(if dp_adopted { "adopted the running data plane" } else { "attached" });
 
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -160,6 +164,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = sigterm.recv() => break Ok(()),
         }
     };
+    notify::stopping();
     if let Some(http) = http {
         http.abort();
     }
