@@ -302,7 +302,7 @@ fn a_drain_in_progress_before_a_restart_ends_on_its_original_deadline_after_it()
     let answered = std::time::Instant::now();
     ensure!(out.contains("draining"), "{out}");
     lb.stop()?;
-    let saved = std::fs::read_to_string(lb.state_dir().context("no state dir")?.join("drains.json"))?;
+    let saved = std::fs::read_to_string(lb.state_dir().context("no state dir")?.join(format!("drains-{}.json", lb.instance)))?;
     ensure!(saved.contains(&address) && saved.contains("\"timeout_secs\": 8"), "the drain was not saved: {saved}");
     // The scenario, not a synchronisation: lb is down for a while, the data plane forwards.
     std::thread::sleep(DOWN);

@@ -1,7 +1,8 @@
 //! Drains in progress survive a restart. The maps tell the next lb that a backend is draining
 //! (a healthy primary backend outside its table) but not since when nor for how long: that is
-//! saved in the state directory as document `drains` (service, backend address, wall-clock
-//! start, timeout), written atomically whenever the set of drains changes (checked once a
+//! saved in the state directory as document `drains-<instance>` (service, backend address,
+//! wall-clock start, timeout; one per instance, so instances sharing a directory keep theirs
+//! apart), written atomically whenever the set of drains changes (checked once a
 //! second) and at shutdown. A start that adopts the data plane gives each backend the maps show
 //! draining its saved clock, so it ends on its original deadline (at once if that passed while
 //! lb was down). Matched by service name and backend address: ids are the maps' business.
@@ -22,8 +23,18 @@ use crate::{
     state::{self, FileStore, StateError},
 };
 
-const DOCUMENT: &str = "drains";
 const VERSION: u32 = 1;
+
+/// The document of `instance`'s drains: `drains-<instance>`, or, for a name a document cannot
+/// carry (upper case, longer than 57), `drains-h<FNV-1a hash of the name>`.
+fn document_name(instance: &str) -> String {
+    let plain = instance.len() <= 57 && instance.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if plain {
+        return format!("drains-{instance}");
+    }
+    let h = instance.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    format!("drains-h{h:016x}")
+}
 
 /// One drain as saved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +57,7 @@ type Held = (String, SocketAddr, Instant, Duration);
 
 pub(super) struct DrainFile {
     store: FileStore,
+    document: String,
     /// What was last written; None until the first write (which always happens).
     written: Option<Vec<Held>>,
     /// Read at start, for `restore`.
@@ -56,8 +68,9 @@ impl DrainFile {
     /// Reads the saved drains. A corrupt file is set aside and reported (no drain restored); a
     /// file of another format version, or one that cannot be read, refuses the start (it is
     /// left untouched for the lb that wrote it).
-    pub fn load(store: FileStore) -> Result<DrainFile, StateError> {
-        let loaded = match state::load::<SavedDrains>(&store, DOCUMENT, VERSION) {
+    pub fn load(store: FileStore, instance: &str) -> Result<DrainFile, StateError> {
+        let document = document_name(instance);
+        let loaded = match state::load::<SavedDrains>(&store, &document, VERSION) {
             Ok(saved) => saved.unwrap_or_default().drains,
             Err(e @ StateError::Corrupt { .. }) => {
                 tracing::error!("{e}");
@@ -65,7 +78,7 @@ impl DrainFile {
             }
             Err(e) => return Err(e),
         };
-        Ok(DrainFile { store, written: None, loaded })
+        Ok(DrainFile { store, document, written: None, loaded })
     }
 
     /// After adopting the data plane: gives every backend that is draining the clock of its
@@ -111,7 +124,7 @@ impl DrainFile {
                 timeout_secs: timeout.as_secs(),
             })
             .collect();
-        match state::save(&self.store, DOCUMENT, VERSION, &SavedDrains { drains }) {
+        match state::save(&self.store, &self.document, VERSION, &SavedDrains { drains }) {
             Ok(()) => self.written = Some(held),
             Err(e) => tracing::error!("saving the drains in progress: {e}"),
         }
@@ -143,21 +156,33 @@ mod tests {
         let dir = temp_dir("roundtrip");
         let store = FileStore::open(&dir).expect("dir");
         let drain = SavedDrain { service: "web".into(), backend: "10.0.3.11:8080".parse().expect("addr"), started_unix_ms: 1_700_000_000_123, timeout_secs: 30 };
-        state::save(&store, DOCUMENT, VERSION, &SavedDrains { drains: vec![drain.clone()] }).expect("save");
-        let file = DrainFile::load(store).expect("load");
+        state::save(&store, "drains-web1", VERSION, &SavedDrains { drains: vec![drain.clone()] }).expect("save");
+        let file = DrainFile::load(store.clone(), "web1").expect("load");
         assert_eq!(file.loaded, vec![drain]);
+        // Another instance in the same directory has drains of its own.
+        assert!(DrainFile::load(store, "web2").expect("load").loaded.is_empty());
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn every_instance_name_gives_a_valid_document_name_of_its_own() {
+        assert_eq!(document_name("default"), "drains-default");
+        let long = "a".repeat(64);
+        for name in ["Web", "web", long.as_str(), "x_Y-z"] {
+            assert!(crate::state::check_name(&document_name(name)).is_ok(), "{name}: {}", document_name(name));
+        }
+        assert_ne!(document_name("Web"), document_name("WEB"));
     }
 
     #[test]
     fn a_corrupt_file_is_set_aside_and_nothing_is_restored() {
         let dir = temp_dir("corrupt");
         let store = FileStore::open(&dir).expect("dir");
-        std::fs::write(dir.join("drains.json"), b"{\"version\": 1, \"data\": {\"drai").expect("write");
-        let file = DrainFile::load(store).expect("a corrupt file does not refuse the start");
+        std::fs::write(dir.join("drains-default.json"), b"{\"version\": 1, \"data\": {\"drai").expect("write");
+        let file = DrainFile::load(store, "default").expect("a corrupt file does not refuse the start");
         assert!(file.loaded.is_empty());
         let names: Vec<String> = std::fs::read_dir(&dir).expect("dir").map(|e| e.expect("entry").file_name().to_string_lossy().into()).collect();
-        assert!(names.iter().any(|n| n.starts_with("drains.json.corrupt-")), "{names:?}");
+        assert!(names.iter().any(|n| n.starts_with("drains-default.json.corrupt-")), "{names:?}");
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
@@ -166,10 +191,10 @@ mod tests {
         let dir = temp_dir("version");
         let store = FileStore::open(&dir).expect("dir");
         let text = b"{\"version\": 99, \"data\": {\"drains\": []}}";
-        std::fs::write(dir.join("drains.json"), text).expect("write");
-        let err = DrainFile::load(store).err().expect("refused");
+        std::fs::write(dir.join("drains-default.json"), text).expect("write");
+        let err = DrainFile::load(store, "default").err().expect("refused");
         assert!(err.to_string().contains("version 99"), "{err}");
-        assert_eq!(std::fs::read(dir.join("drains.json")).expect("still there"), text);
+        assert_eq!(std::fs::read(dir.join("drains-default.json")).expect("still there"), text);
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -64,7 +64,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     preflight::privileges()?;
     preflight::check(&args.interfaces, &config)?;
     let accounts = accounts::Accounts::load(FileStore::open(&args.state_dir)?)?;
-    let drain_file = drains::DrainFile::load(FileStore::open(&args.state_dir)?)?;
+    let drain_file = drains::DrainFile::load(FileStore::open(&args.state_dir)?, &args.instance.to_string())?;
     // A running instance of the same name, or pins of another layout, refuse this one before
     // any socket is bound. From here on a failure of a fresh start drops `pins`, which removes
     // the directory and whatever was pinned; an adopted directory stays as it was found.
