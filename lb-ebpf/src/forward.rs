@@ -10,10 +10,18 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    Backend, CachedRoute, FAMILY_V4, NatVip, Outcome, PROTO_UDP, ROUTE_CACHE_NS, csum::CsumUpdate,
+    Backend, CachedRoute, FAMILY_V4, NatVip, Outcome, PROTO_UDP, csum::CsumUpdate,
     reply_route_slot,
 };
 use network_types::eth::EthHdr;
+
+/// How long this program trusts a cached route: lb_common's ROUTE_CACHE_NS, or, built with the
+/// `upgrade-test` feature, half of it: a program that differs from the default build in code
+/// alone (no map layout changes), which the upgrade test loads over a running default one.
+#[cfg(not(feature = "upgrade-test"))]
+const ROUTE_CACHE_NS: u64 = lb_common::ROUTE_CACHE_NS;
+#[cfg(feature = "upgrade-test")]
+const ROUTE_CACHE_NS: u64 = lb_common::ROUTE_CACHE_NS / 2;
 
 use crate::{
     maps::{EGRESS, REPLY_ROUTES, ROUTES},

@@ -63,7 +63,7 @@ pub enum Command {
         #[arg(long, value_name = "NAME", default_value = DEFAULT_INSTANCE)]
         instance: Instance,
         /// Directory for what survives a restart (the overflow backends' contribution
-        /// accounts); created (mode 0700) if missing.
+        /// accounts, the drains in progress); created (mode 0700) if missing.
         #[arg(long, value_name = "DIR", env = "LB_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
         /// Discard the pins an earlier lb of this instance left (detaching its program) and start

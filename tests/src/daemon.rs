@@ -22,6 +22,22 @@ pub fn lb_binary() -> Result<PathBuf> {
     Ok(lb)
 }
 
+/// The `lb` built with the `upgrade-test` feature (a program that differs from `lb_binary`'s
+/// in code only, same map layouts), which `cargo xtask test` leaves in target/upgrade-test.
+pub fn upgrade_binary() -> Result<PathBuf> {
+    let debug = lb_binary()?;
+    let target = debug.parent().and_then(Path::parent).context("lb is not in target/<profile>")?;
+    let lb = target.join("upgrade-test").join("lb");
+    if !lb.exists() {
+        bail!(
+            "{} not built: `cargo xtask test` builds it (or: cargo build -p lb-userspace --bin lb --features upgrade-test \
+             && cp target/debug/lb target/upgrade-test/lb, then cargo build --workspace)",
+            lb.display()
+        );
+    }
+    Ok(lb)
+}
+
 /// A namespace with a veth pair per name in `ifaces` (`ifaces[i]` <-> `peer<i>`), up and
 /// forwarding IPv4: the smallest host `lb run` attaches to.
 pub fn lb_host(tag: &str, ifaces: &[&str]) -> Result<Netns> {
@@ -69,14 +85,30 @@ impl LbDaemon {
         Self::start_by(ns, config, ifaces, options, |args| ns.spawn(args))
     }
 
-    /// The daemon's instance started again (same config, instance and mount namespace): it
-    /// adopts the data plane this one left, as `lb run` after a restart. `options` are added.
-    pub fn start_again(&self, mounts: &MountNs, ns: &Netns, options: &[&str]) -> Result<LbDaemon> {
+    /// The daemon's instance started again (same config, instance, state directory and mount
+    /// namespace): it adopts the data plane this one left, as `lb run` after a restart.
+    /// `options` are added. The state directory this helper chose passes to the new daemon.
+    pub fn start_again(&mut self, mounts: &MountNs, ns: &Netns, options: &[&str]) -> Result<LbDaemon> {
+        self.start_again_as(&lb_binary()?, mounts, ns, options)
+    }
+
+    /// `start_again` with another `lb` binary (an upgrade, e.g. `upgrade_binary()`).
+    pub fn start_again_as(&mut self, binary: &Path, mounts: &MountNs, ns: &Netns, options: &[&str]) -> Result<LbDaemon> {
         let config = std::fs::read_to_string(&self.config)?;
         let ifaces: Vec<&str> = self.ifaces.iter().map(String::as_str).collect();
         let mut all = vec!["--instance", self.instance.as_str()];
+        let state_dir = self.own_state_dir.as_ref().map(|d| d.to_string_lossy().to_string());
+        if let (Some(dir), false) = (&state_dir, options.contains(&"--state-dir")) {
+            all.extend(["--state-dir", dir.as_str()]);
+        }
         all.extend_from_slice(options);
-        Self::start_in(mounts, ns, &config, &ifaces, &all)
+        let mut lb = Self::start_binary(binary, ns, &config, &ifaces, &all, |args| mounts.spawn(args))?;
+        lb.shared_mounts = true;
+        if !options.contains(&"--state-dir") {
+            // The new daemon uses it now: it removes it when it is dropped, this one must not.
+            lb.own_state_dir = self.own_state_dir.take();
+        }
+        Ok(lb)
     }
 
     /// `start_with`, but in the mount namespace `mounts` (whose bpffs outlives the daemon)
@@ -95,7 +127,18 @@ impl LbDaemon {
         options: &[&str],
         spawn: impl FnOnce(&[&str]) -> Result<ChildGuard>,
     ) -> Result<LbDaemon> {
-        let lb = lb_binary()?;
+        Self::start_binary(&lb_binary()?, ns, config, ifaces, options, spawn)
+    }
+
+    /// `start_by` with the `lb` binary `lb`.
+    fn start_binary(
+        lb: &Path,
+        ns: &Netns,
+        config: &str,
+        ifaces: &[&str],
+        options: &[&str],
+        spawn: impl FnOnce(&[&str]) -> Result<ChildGuard>,
+    ) -> Result<LbDaemon> {
         let id = names::unique("lbd");
         let dir = std::env::temp_dir();
         let config_path = dir.join(format!("{id}.toml"));

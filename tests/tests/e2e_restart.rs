@@ -3,7 +3,8 @@
 //! left dead for a few seconds, then started again, all under steady traffic (30 long-lived
 //! connections echoing every 100 ms, new connections, UDP flows): no connection fails or
 //! breaks, every datagram is answered, backends stay in service across each start, counters
-//! keep counting. A layout change is refused with nothing touched, `--fresh` starts over, a
+//! keep counting. A drain in progress before a restart ends on its original deadline. A layout
+//! change is refused with nothing touched, `--fresh` starts over, a
 //! half-written pin directory is repaired, and `lb detach` leaves nothing.
 //!
 //! lb runs in a `MountNs`, whose bpffs outlives each lb as a host's does; the MountNs's end
@@ -261,6 +262,72 @@ fn a_config_changed_while_lb_was_down_is_applied_as_a_reload_keeping_what_did_no
             true => ensure!(echoed.is_err(), "a connection to the removed backend {removed} still works"),
         }
     }
+    lb.stop()?;
+    lb.detach(&mounts)?;
+    Ok(())
+}
+
+/// Whether `service` still has a backend at `address` in a status.
+fn has_backend(status: &serde_json::Value, service: &str, address: &str) -> bool {
+    backend_ids(status, service).iter().any(|(a, _, _)| a == address)
+}
+
+#[test]
+fn a_drain_in_progress_before_a_restart_ends_on_its_original_deadline_after_it() -> Result<()> {
+    const DRAIN: Duration = Duration::from_secs(8);
+    // How long lb stays down: longer than the removal may lag the deadline (a tick, a poll),
+    // so a drain that restarted its clock at the restart would end too late to pass.
+    const DOWN: Duration = Duration::from_secs(4);
+    const LAG: Duration = Duration::from_millis(2500);
+    let vip: IpAddr = "10.200.100.1".parse()?;
+    let topo = TwoArm::new(3)?;
+    let _servers = BackendServer::start_all(topo.backends(), BACKEND_PORT)?;
+    let lb_ns = topo.lb().ns();
+    let mounts = MountNs::new(lb_ns)?;
+    let arms = [topo.lb_arm0().name(), topo.lb_arm1().name()];
+    let mut lb = LbDaemon::start_in(&mounts, lb_ns, &config(&topo, vip), &arms, &[])?;
+    lb.wait_in_service("web", 3, HEALTH_WAIT)?;
+    // A connection to backend 0 keeps it draining until the timeout (bounded: a starved
+    // backend fails the test).
+    let drained = topo.backend(0);
+    let address = format!("{}:{BACKEND_PORT}", drained.addr(false));
+    let mut sessions = Vec::new();
+    while !sessions.iter().any(|s: &lb_tests::client::TcpSession| s.name() == drained.label()) {
+        ensure!(sessions.len() < 30, "30 connections did not reach {}", drained.label());
+        sessions.push(lb_tests::client::TcpSession::connect(topo.client().ns(), vip, 80, Duration::from_secs(3))?);
+    }
+
+    let asked = std::time::Instant::now();
+    let out = lb.cli(&["backend", "drain", "web", &address, "--timeout", &DRAIN.as_secs().to_string()])?;
+    let answered = std::time::Instant::now();
+    ensure!(out.contains("draining"), "{out}");
+    lb.stop()?;
+    let saved = std::fs::read_to_string(lb.state_dir().context("no state dir")?.join(format!("drains-{}.json", lb.instance)))?;
+    ensure!(saved.contains(&address) && saved.contains("\"timeout_secs\": 8"), "the drain was not saved: {saved}");
+    // The scenario, not a synchronisation: lb is down for a while, the data plane forwards.
+    std::thread::sleep(DOWN);
+
+    let mut lb = lb.start_again(&mounts, lb_ns, &[])?;
+    lb.wait_for("lb status to answer", T, |s| s["pin_dir"].is_string())?;
+    let log = lb.process.stderr_tail();
+    ensure!(log.contains("service web: adopted, 3 backend(s) kept (2 in service, 1 draining)"), "{log}");
+    ensure!(log.contains(&format!("service web: backend {address} goes on draining: its 8 s timeout ends in")), "the drain was not restored: {log}");
+    ensure!(has_backend(&lb.status()?, "web", &address), "the drained backend left at the restart");
+
+    // It leaves on the original deadline: not before (a session holds it), and not a drain
+    // timeout after the restart.
+    let deadline = answered + DRAIN;
+    lb.wait_for("the drained backend to leave", deadline.saturating_duration_since(std::time::Instant::now()) + LAG, |s| {
+        !has_backend(s, "web", &address)
+    })?;
+    let left = std::time::Instant::now();
+    ensure!(left >= asked + DRAIN, "the drained backend left {:?} after the drain, before its {DRAIN:?} timeout", left - asked);
+    let log = lb.process.stderr_tail();
+    let removal = format!("service web: drained backend {address} removed: drain timeout of 8 s passed");
+    ensure!(log.contains(&removal), "the backend did not leave by its timeout: {log}");
+    eprintln!("drained at +0, lb down for {DOWN:?}, backend left at +{:?} (timeout {DRAIN:?})", left - asked);
+
+    drop(sessions);
     lb.stop()?;
     lb.detach(&mounts)?;
     Ok(())

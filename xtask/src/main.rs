@@ -4,8 +4,10 @@ mod bench;
 mod build;
 mod demo;
 mod fuzz;
+mod package;
 mod setup;
 mod test;
+mod upgrade_build;
 mod util;
 
 use std::process::ExitCode;
@@ -40,6 +42,9 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build the Debian package (cargo-deb): lb, its systemd unit, /etc/lb/lb.toml, man pages
+    /// and shell completions; written to target/debian/.
+    Package,
     /// Run the benchmark (`lb-bench`); arguments are passed to it.
     Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -63,6 +68,7 @@ fn main() -> ExitCode {
         Cmd::Setup => setup::run(),
         Cmd::Build { release } => build::run(release),
         Cmd::Test { args } => test::run(&args),
+        Cmd::Package => package::run(),
         Cmd::Bench { args } => bench::run(&args),
         Cmd::Demo { args } => demo::run(&args),
         Cmd::Fuzz { args } => fuzz::run(&args),

@@ -31,6 +31,8 @@ const PACKAGES: &[&str] = &[
 const NGINX: &[&str] = &["nginx-light", "nginx"];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// cargo-deb for `cargo xtask package` (builds with --locked on rustc 1.95).
+const CARGO_DEB_VERSION: &str = "3.8.0";
 
 /// Offline rust-src for exactly one nightly, relative to the workspace root.
 const RUST_SRC_FALLBACK: &str =
@@ -43,6 +45,7 @@ pub fn run() -> Result<()> {
     step("nightly toolchain", nightly_toolchain)?;
     step("nightly rust-src", rust_src)?;
     step("bpf-linker", bpf_linker)?;
+    step("cargo-deb", cargo_deb)?;
     step("build workspace", build_workspace)?;
     println!("==> setup: done in {:.1}s", start.elapsed().as_secs_f64());
     Ok(())
@@ -317,6 +320,20 @@ fn bpf_linker() -> Result<()> {
         llvm_inside(&bin, &libdir_real).context("bpf-linker was installed but is not usable")?;
     println!("    installed {} using {}", bin.display(), lib.display());
     Ok(())
+}
+
+/// cargo-deb CARGO_DEB_VERSION (`cargo deb --version` prints `cargo-deb X.Y.Z`).
+fn cargo_deb() -> Result<()> {
+    let installed = util::output(Command::new("cargo").args(["deb", "--version"])).unwrap_or_default();
+    if installed.split_whitespace().nth(1) == Some(CARGO_DEB_VERSION) {
+        println!("    cargo-deb {CARGO_DEB_VERSION} installed already; skipping");
+        return Ok(());
+    }
+    let mut cmd = Command::new("cargo");
+    // Outside the workspace so that its .cargo/config.toml does not apply.
+    cmd.current_dir(std::env::temp_dir())
+        .args(["install", "cargo-deb", "--version", CARGO_DEB_VERSION, "--locked", "--force"]);
+    util::run(&mut cmd)
 }
 
 /// bpf-linker on PATH, else in `~/.cargo/bin`.

@@ -1,4 +1,5 @@
-//! `cargo xtask test [-- ARGS]`: every test of the workspace, two at a time.
+//! `cargo xtask test [-- ARGS]`: every test of the workspace, two at a time, after building
+//! what they check beside the workspace: the Debian package and the upgrade-test `lb`.
 
 use anyhow::{Result, bail};
 
@@ -11,6 +12,10 @@ pub fn run(args: &[String]) -> Result<()> {
              programs (run `cargo xtask test` as root)"
         );
     }
+    // tests/tests/package.rs checks the Debian package (a release build).
+    crate::package::run()?;
+    // The namespace tests run target/debug/lb and, for the upgrade, target/upgrade-test/lb.
+    crate::upgrade_build::build_upgrade_then_default()?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--all-targets", "--"]);
     // libtest rejects an option given twice: let an explicit --test-threads win.

@@ -15,6 +15,14 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// CARGO_TARGET_DIR, or the workspace's target/.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root().join(dir),
+        None => root().join("target"),
+    }
+}
+
 /// `cargo`, run in the workspace root.
 pub fn cargo() -> Command {
     let mut cmd = Command::new("cargo");

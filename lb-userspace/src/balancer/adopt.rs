@@ -4,8 +4,9 @@
 //! sessions go on and health checks start from it) and counters; one the config no longer has
 //! loses its UP flag; a service the config no longer has is withdrawn; new ones are added.
 //!
-//! What the maps cannot tell is lost: a drain in progress restarts its timeout (it is seen as a
-//! healthy primary backend outside the table), and live changes not in the file are undone.
+//! What the maps cannot tell: a drain in progress is seen as a healthy primary backend outside
+//! the table, drained from now (the daemon then gives it the clock it saved in the state
+//! directory, `restore_drain`); live changes not in the file are undone.
 
 use std::{collections::HashSet, net::SocketAddr, time::Instant};
 

@@ -90,6 +90,21 @@ impl Balancer {
         Ok(lines)
     }
 
+    /// Gives a draining backend the clock of a drain saved before a restart: it began at
+    /// `since` and times out `timeout` after it (`finish_drains`), as it would have without the
+    /// restart. Only the clock changes, no map is written. False, and nothing done, if the
+    /// service or backend is gone or the backend is not draining (the adopted maps, with the
+    /// config applied, say it takes new flows).
+    pub fn restore_drain(&mut self, service: &str, addr: SocketAddr, since: Instant, timeout: Duration) -> bool {
+        let Ok((i, j)) = self.locate(service, addr) else { return false };
+        let backend = &mut self.services[i].backends[j];
+        if backend.drain.is_none() {
+            return false;
+        }
+        backend.drain = Some(Drain { since, timeout });
+        true
+    }
+
     /// Indexes of a backend: its service in `services`, itself in the service's backends.
     fn locate(&self, service: &str, addr: SocketAddr) -> Result<(usize, usize), LiveError> {
         let i = self

@@ -8,8 +8,10 @@ mod accounts;
 mod admin;
 mod checkers;
 mod control_orders;
+mod drains;
 mod explain;
 mod hooks;
+mod notify;
 mod ops;
 mod preflight;
 mod rates;
@@ -67,6 +69,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     preflight::privileges()?;
     preflight::check(&args.interfaces, &config)?;
     let accounts = accounts::Accounts::load(FileStore::open(&args.state_dir)?)?;
+    let drain_file = drains::DrainFile::load(FileStore::open(&args.state_dir)?, &args.instance.to_string())?;
     // A running instance of the same name, or pins of another layout, refuse this one before
     // any socket is bound. From here on a failure of a fresh start drops `pins`, which removes
     // the directory and whatever was pinned; an adopted directory stays as it was found.
@@ -81,12 +84,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _socket_file = admin::SocketFile(args.admin_socket.clone());
 
     let dp = Dataplane::load_with(LoadOptions { pins: Some(pins), session_capacity: config.sessions.capacity })?;
-    let balancer = if dp.adopted() {
+    let dp_adopted = dp.adopted();
+    let balancer = if dp_adopted {
         // The program is replaced on the links first (the interfaces never lack XDP), then
         // the tables follow the config: a start refused at attach has changed no map.
         let mut dp = dp;
         dp.attach(&args.interfaces, args.xdp_mode)?;
-        let (balancer, lines) = Balancer::adopt(dp, &config, InitialHealth::Down)?;
+        let (mut balancer, mut lines) = Balancer::adopt(dp, &config, InitialHealth::Down)?;
+        // The maps say which backends drain; the state directory says since when.
+        lines.extend(drain_file.restore(&mut balancer));
         for l in lines {
             tracing::info!("{l}");
         }
@@ -110,7 +116,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ => "attached; backends enter service as their health checks pass",
         }
     );
-    let mut daemon = Daemon::start(balancer, args, accounts).await?;
+    let mut daemon = Daemon::start(balancer, args, accounts, drain_file).await?;
     // Scrapes are rendered on this loop (the daemon's data has one owner); the HTTP side only
     // carries them. Without a listener the channel has no sender and its branch stays idle.
     let (scrape_tx, mut scrapes) = mpsc::channel::<metrics::http::ScrapeRequest>(8);
@@ -132,6 +138,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     drop(control_tx);
     let (admin_tx, mut admin_requests) = mpsc::channel::<admin::AdminRequest>(8);
     let admin = admin::spawn(listener, admin_tx);
+    // The data plane is attached (or adopted) and the admin socket answers: ready.
+    notify::ready(if dp_adopted { "adopted the running data plane" } else { "attached" });
 
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -172,6 +180,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = sigterm.recv() => break Ok(()),
         }
     };
+    notify::stopping();
     for task in [http, control_http].into_iter().flatten() {
         task.abort();
     }

@@ -11,6 +11,7 @@ use super::{
     RunArgs,
     accounts::Accounts,
     checkers::Checkers,
+    drains::DrainFile,
     ops::{DrainReply, ShuntReply},
     preflight,
     rates::RateMeter,
@@ -43,12 +44,14 @@ pub(super) struct Daemon {
     pub shunt_replies: Vec<ShuntReply>,
     /// Control orders (`--control-listen`) whose answer waits for the tick that acts on them.
     pub control_replies: Vec<ControlReply>,
+    /// The drains in progress as saved in the state directory (for the next lb).
+    drain_file: DrainFile,
     checkers: Checkers,
 }
 
 impl Daemon {
     /// Starts a health checker for every backend.
-    pub async fn start(balancer: Balancer, args: RunArgs, accounts: Accounts) -> Result<Daemon, DataplaneError> {
+    pub async fn start(balancer: Balancer, args: RunArgs, accounts: Accounts, drain_file: DrainFile) -> Result<Daemon, DataplaneError> {
         let (events_tx, events) = unbounded_channel();
         let health = StatusTable::default();
         let sessions = SessionCensus::of(balancer.dataplane().session_reader());
@@ -65,6 +68,7 @@ impl Daemon {
             shunting,
             shunt_replies: Vec::new(),
             control_replies: Vec::new(),
+            drain_file,
         };
         daemon.sync_checkers().await?;
         Ok(daemon)
@@ -106,7 +110,7 @@ impl Daemon {
 
     /// Samples rates, runs the shunting policy on them (and answers the shunt commands it
     /// acted on), starts a walk of SESSIONS when one is due, and removes drained backends that
-    /// are down or whose drain timed out.
+    /// are down or whose drain timed out; saves the drains in progress if they changed.
     pub async fn tick(&mut self) -> Result<(), LiveError> {
         let now = Instant::now();
         self.rates.sample(&self.balancer, now);
@@ -119,6 +123,7 @@ impl Daemon {
         if !lines.is_empty() {
             self.changed(&lines).await?;
         }
+        self.drain_file.save_if_changed(&self.balancer);
         Ok(())
     }
 
@@ -150,12 +155,13 @@ impl Daemon {
         Ok(lines)
     }
 
-    /// Stops the checkers and saves the accounts. The data plane goes on forwarding with the
+    /// Stops the checkers and saves the accounts and the drains in progress. The data plane goes on forwarding with the
     /// last tables (its links and maps are pinned) for the next `lb run` to adopt, unless
     /// `--detach-on-exit` asked to detach and unpin.
     pub async fn shutdown(&mut self) {
         self.checkers.stop_all().await;
         self.shunting.accounts.save_now().await;
+        self.drain_file.save_if_changed(&self.balancer);
         if self.args.detach_on_exit {
             self.balancer.dataplane_mut().detach_and_unpin();
             tracing::info!("detached; exiting");
