@@ -73,12 +73,21 @@ pub fn run(frames: u64, seed: u64) -> Result<Report> {
         let r = test_run(&mut lb, bed.a0.ifindex, &input).with_context(|| format!("test run of frame {i}"))?;
         match oracle.judge(&input, r.verdict, &r.output) {
             Ok(s) => *seen.entry(s).or_insert(0) += 1,
-            Err(why) => bail!(
-                "frame {i} of round seed {seed} ({origin}): {why}\n  in:  {}\n  out: {} (verdict {})",
-                hex(&input),
-                hex(&r.output),
-                r.verdict
-            ),
+            Err(why) => {
+                // Once more, counted, in (nearly) the state that led to it: which outcome it was.
+                let before = lb.dataplane().outcomes();
+                let again = test_run(&mut lb, bed.a0.ifindex, &input)?;
+                let after = lb.dataplane().outcomes();
+                let outcome: Vec<&str> =
+                    before.iter().zip(&after).filter(|((_, a), (_, b))| a != b).map(|((o, _), _)| o.name()).collect();
+                bail!(
+                    "frame {i} of round seed {seed} ({origin}): {why}\n  in:  {}\n  out: {} (verdict {}; run again: verdict {}, outcome {outcome:?})",
+                    hex(&input),
+                    hex(&r.output),
+                    r.verdict,
+                    again.verdict
+                )
+            }
         }
     }
     Ok(Report { frames, seeds: seed_frames.len(), seen, elapsed: start.elapsed() })

@@ -2,9 +2,9 @@
 //! etherparse and checksums summed here, never with the program's own code.
 //!
 //! - PASS: the frame leaves unchanged.
-//! - DROP: unchanged, and only a NAT backend's packet may be dropped (its way back to the client
-//!   may not exist); the program drops nothing else in this bed (every backend is up and
-//!   reachable).
+//! - DROP: unchanged, and only a NAT backend's packet, or an ICMP error about one on its way to
+//!   the client, may be dropped (the way back to the client may not exist); the program drops
+//!   nothing else in this bed (every backend is up and reachable).
 //! - TX/REDIRECT: the input was a well-formed TCP/UDP packet either to a service (it leaves for
 //!   one of that service's backends: NAT rewrites the destination to it, DSR changes only the
 //!   MACs) or from a NAT backend (it leaves from the service's VIP:port to the same client);
@@ -197,9 +197,13 @@ impl Oracle {
                 if output != input {
                     return Err("dropped, but changed".into());
                 }
+                // The way back to a client may not exist: a NAT backend's reply, or an ICMP
+                // error about one sent on to its client, is dropped then (unchanged).
+                let to_client = read_icmp_error(input).is_some_and(|e| self.nat_services_of(e.quoted_dst, e.quoted_proto).next().is_some());
                 match &r {
                     Some(r) if self.nat_services_of(r.src, r.proto).next().is_some() => Ok(Seen::Dropped),
-                    _ => Err("dropped a frame that is no NAT backend's packet".into()),
+                    _ if to_client => Ok(Seen::Dropped),
+                    _ => Err("dropped a frame that is neither a NAT backend's packet nor an ICMP error about one".into()),
                 }
             }
             XDP_TX | XDP_REDIRECT => {
