@@ -373,6 +373,14 @@ fn a_ramp_of_new_connections_opens_the_overflow_pool_within_quotas_and_it_drains
     })?;
     let report: Value = lb.cli_json(&["shunt", "report"])?;
     eprintln!("report: {report}");
+    // lb's own per-backend counts agree with the backends' (primaries included).
+    let status = lb.status()?;
+    eprintln!("lb events: {}", status["events"]);
+    for (i, own) in own_counts.iter().enumerate() {
+        let addr = format!("{}:{PORT}", topo.backend(i).v4());
+        let b = status["services"][0]["backends"].as_array().and_then(|b| b.iter().find(|b| b["address"] == addr)).context("backend in status")?;
+        ensure!(b["counters"]["new_sessions"] == *own, "lb counted {} new sessions for {addr}, the backend {own}", b["counters"]["new_sessions"]);
+    }
     lb.stop()?;
     drop(servers);
     Ok(())
