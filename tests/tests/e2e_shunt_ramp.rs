@@ -60,6 +60,8 @@ const OPEN_ALLOWANCE_SECS: f64 = 0.5;
 /// threshold so the pool is open (for_secs + 1 s later, ~55/s) before a primary's share nears its
 /// quota; quick above it; 120/s held for 4 s (~20/s spilled to each overflow backend).
 const RAMP: [(f64, f64); 7] = [(0.0, 12.0), (3.0, 12.0), (5.0, 30.0), (11.0, 60.0), (14.0, 120.0), (18.0, 120.0), (22.0, 12.0)];
+/// How far behind its schedule the client may fall and still catch up (back-to-back connects).
+const CATCH_UP_SECS: f64 = 0.02;
 /// The client stops by itself after this long whatever happens (a failed test stops it sooner).
 const MAX_RUN_SECS: f64 = 90.0;
 /// Connections made at the peak that are kept open once they land on an overflow backend.
@@ -146,8 +148,9 @@ fn offer_load(client: &Netns, stop: &AtomicBool, keep: mpsc::Sender<TcpSession>)
         if due > now {
             // Pacing: this is the traffic's shape.
             std::thread::sleep(Duration::from_secs_f64(due - now));
-        } else if now - due > 0.1 {
-            // A client that fell behind does not make up for it in a burst.
+        } else if now - due > CATCH_UP_SECS {
+            // A client that fell behind does not make up for it in a burst: bursts make every
+            // choice full for an instant, and such a flow goes to its primary over its quota.
             due = now;
         }
         let at = unix_now();
