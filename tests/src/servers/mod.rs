@@ -2,11 +2,13 @@
 //! tell which backend served a connection or datagram, and can kill/restart them to model a
 //! backend failing.
 
+mod counting;
 mod ready;
 mod tcp;
 mod think;
 mod udp;
 
+pub use counting::{Accepted, CountingServer};
 pub use ready::{Proto, START_TIMEOUT, is_listening};
 pub use tcp::TcpServer;
 pub use think::ThinkingServer;
