@@ -24,6 +24,9 @@ use lb_tests::fib_bed::FibBed;
 use lb_tests::xdp_test_run::{XDP_TX, test_run};
 
 const PRIMARY: &str = "10.200.10.11:80";
+/// Flows a backend with a quota of 1 a second takes back to back: its quota and its burst
+/// (lb_common::quota: a burst of at least one).
+const BACK_TO_BACK: usize = 1 + lb_common::quota::quota_burst(1) as usize;
 const OVERFLOW: [&str; 2] = ["10.200.10.12:80", "10.200.10.13:80"];
 
 fn config(primary_quota: &str) -> String {
@@ -128,19 +131,22 @@ fn addr(a: &str) -> SocketAddr {
 fn a_flow_spills_only_while_the_pool_is_open_and_its_choice_is_at_quota() -> Result<()> {
     let (mut t, _inside) = Bed::new("shunt-spill", "max_new_sessions_per_sec = 1")?;
 
-    // Closed pool: the primary takes its quota, then a flow over it stays on the primary
-    // (never dropped, never to a closed pool), counted as every choice full.
-    let (to, ev) = t.send_new()?;
-    ensure!(to == addr(PRIMARY) && ev.is_empty(), "first flow: {to}, events {ev:?}");
+    // Closed pool: the primary takes its quota and burst back to back (BACK_TO_BACK flows),
+    // then a flow over it stays on the primary (never dropped, never to a closed pool),
+    // counted as every choice full.
+    for n in 0..BACK_TO_BACK {
+        let (to, ev) = t.send_new()?;
+        ensure!(to == addr(PRIMARY) && ev.is_empty(), "flow {n} within the quota: {to}, events {ev:?}");
+    }
     let (to, ev) = t.send_new()?;
     ensure!(to == addr(PRIMARY) && ev == [Event::EveryChoiceFull], "over quota, pool closed: {to}, {ev:?}");
     ensure!(t.event(Event::SpilledToOverflow) == 0, "a closed pool took a flow");
 
-    // Open pool. Opening may take long enough for the primary's next second to begin: its
-    // first flow may still fit, the next cannot.
+    // Open pool. Opening may take long enough for the primary's pace to let a flow or two in
+    // again; the first flow over it spills.
     t.open(&OVERFLOW)?;
     let mut spilled = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..=BACK_TO_BACK {
         let (to, ev) = t.send_new()?;
         if ev == [Event::SpilledToOverflow] {
             spilled.push(to);
@@ -150,14 +156,18 @@ fn a_flow_spills_only_while_the_pool_is_open_and_its_choice_is_at_quota() -> Res
     }
     ensure!(spilled.len() == 1, "no flow spilled over the primary's quota");
 
-    // Back to back: the next flow spills too (to the pool table's choice if it has room, else
-    // to the other overflow backend): each overflow backend takes one. Then every choice is
-    // full and the flow stays on its primary choice.
-    let (to, ev) = t.send_new()?;
-    ensure!(ev == [Event::SpilledToOverflow], "second spill: {to}, {ev:?}");
-    spilled.push(to);
-    spilled.sort();
-    ensure!(spilled == [addr(OVERFLOW[0]), addr(OVERFLOW[1])], "spilled to {spilled:?}");
+    // Back to back: the next flows spill too (to the pool table's choice while it has room,
+    // then to the other overflow backend) until each overflow backend has taken its quota and
+    // burst. Then every choice is full and the flow stays on its primary choice.
+    for _ in 1..2 * BACK_TO_BACK {
+        let (to, ev) = t.send_new()?;
+        ensure!(ev == [Event::SpilledToOverflow], "spill {}: {to}, {ev:?}", spilled.len() + 1);
+        spilled.push(to);
+    }
+    for o in OVERFLOW {
+        let took = spilled.iter().filter(|s| **s == addr(o)).count();
+        ensure!(took == BACK_TO_BACK, "{o} took {took} of the spilled flows {spilled:?}");
+    }
     let (to, ev) = t.send_new()?;
     ensure!(to == addr(PRIMARY) && ev == [Event::EveryChoiceFull], "every choice full: {to}, {ev:?}");
     Ok(())
@@ -179,15 +189,29 @@ fn the_pool_table_chooses_then_the_next_overflow_backend_then_the_primary() -> R
     let (to, ev) = t.send(&a)?;
     ensure!(to == choice && ev == [Event::SpilledToOverflow], "pool table chose {choice}, flow went to {to}, {ev:?}");
 
-    // That backend is now at its quota (1/s): a flow it is the table's choice for goes on to
-    // the other overflow backend.
-    let mut b = t.new_flow();
-    while t.pool_choice(&b)? != choice {
-        b = t.new_flow();
-    }
-    let (to, ev) = t.send(&b)?;
+    // That backend has room for its burst, then is at its quota (1/s): a flow it is the
+    // table's choice for goes on to the other overflow backend.
     let other = OVERFLOW.iter().map(|o| addr(o)).find(|o| *o != choice).unwrap();
+    let next_flow_of_choice = |t: &mut Bed| -> Result<Frame> {
+        loop {
+            let f = t.new_flow();
+            if t.pool_choice(&f)? == choice {
+                return Ok(f);
+            }
+        }
+    };
+    for _ in 1..BACK_TO_BACK {
+        let b = next_flow_of_choice(&mut t)?;
+        let (to, ev) = t.send(&b)?;
+        ensure!(to == choice && ev == [Event::SpilledToOverflow], "within its burst: {to}, {ev:?}");
+    }
+    let b = next_flow_of_choice(&mut t)?;
+    let (to, ev) = t.send(&b)?;
     ensure!(to == other && ev == [Event::SpilledToOverflow], "next overflow choice: {to}, {ev:?}");
+    for _ in 1..BACK_TO_BACK {
+        let (to, ev) = t.send_new()?;
+        ensure!(to == other && ev == [Event::SpilledToOverflow], "the other's burst: {to}, {ev:?}");
+    }
 
     // Both at quota: the primary's choice, full or not.
     let (to, ev) = t.send_new()?;
