@@ -77,10 +77,15 @@ pub enum Command {
         detach_on_exit: bool,
     },
     /// Remove the program, XDP links and pins of an instance that no lb runs (stopping it for
-    /// good: its traffic is no longer balanced).
+    /// good: its traffic is no longer balanced), and its state files.
     Detach {
         #[arg(long, value_name = "NAME", default_value = DEFAULT_INSTANCE)]
         instance: Instance,
+        /// The state directory `lb run` was given: this instance's files there (its drains in
+        /// progress, `drains-NAME.json`) are removed. Other instances' files and the shared
+        /// contribution accounts (`contributions.json`) are kept.
+        #[arg(long, value_name = "DIR", env = "LB_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
     },
     /// Show services, backends (health, drain, sessions, rates) and counters of a running instance.
     Status {

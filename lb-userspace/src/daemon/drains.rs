@@ -36,6 +36,31 @@ fn document_name(instance: &str) -> String {
     format!("drains-h{h:016x}")
 }
 
+/// Removes `instance`'s files from the state directory `dir` (for `lb detach`): its drains
+/// document, a temp file a crash left, and copies set aside as corrupt. Other instances' files
+/// and the shared contribution accounts stay. The paths removed; a missing directory is none.
+pub fn remove_instance_files(dir: &std::path::Path, instance: &str) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let document = document_name(instance);
+    let (file, temp, aside) = (format!("{document}.json"), format!(".{document}.json.tmp"), format!("{document}.json.corrupt-"));
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name == file || name == temp || name.starts_with(&aside) {
+            std::fs::remove_file(entry.path())?;
+            removed.push(entry.path());
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
 /// One drain as saved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct SavedDrain {
