@@ -71,8 +71,8 @@ pub enum Command {
         /// counters are lost, and the interfaces are without XDP for a moment.
         #[arg(long)]
         fresh: bool,
-        /// On SIGINT/SIGTERM, detach the program and remove the pins (as `lb detach`) instead
-        /// of leaving the data plane running.
+        /// On SIGINT/SIGTERM, detach the program and remove the pins and the instance's drains
+        /// file (as `lb detach`) instead of leaving the data plane running.
         #[arg(long)]
         detach_on_exit: bool,
     },
