@@ -212,6 +212,30 @@ mod tests {
     }
 
     #[test]
+    fn removing_an_instances_files_keeps_other_instances_and_the_accounts() {
+        let dir = temp_dir("remove");
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mine = ["drains-web.json", ".drains-web.json.tmp", "drains-web.json.corrupt-1700000000"];
+        let others = ["drains-web-2.json", "drains-webx.json", ".drains-web-2.json.tmp", "contributions.json"];
+        for name in mine.iter().chain(&others) {
+            std::fs::write(dir.join(name), b"{}").expect("write");
+        }
+        let removed = remove_instance_files(&dir, "web").expect("removed");
+        let mut expected: Vec<_> = mine.iter().map(|n| dir.join(n)).collect();
+        expected.sort();
+        assert_eq!(removed, expected);
+        let mut left: Vec<String> = std::fs::read_dir(&dir).expect("dir").map(|e| e.expect("entry").file_name().to_string_lossy().into()).collect();
+        left.sort();
+        let mut kept: Vec<String> = others.iter().map(|n| n.to_string()).collect();
+        kept.sort();
+        assert_eq!(left, kept);
+        // Nothing there (or no directory at all): nothing to remove, no error.
+        assert!(remove_instance_files(&dir, "web").expect("again").is_empty());
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+        assert!(remove_instance_files(&dir, "web").expect("no directory").is_empty());
+    }
+
+    #[test]
     fn a_file_of_another_version_refuses_the_start_and_is_left_alone() {
         let dir = temp_dir("version");
         let store = FileStore::open(&dir).expect("dir");
