@@ -30,13 +30,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let args = RunArgs { config, interfaces, xdp_mode, admin_socket, metrics_listen, control_listen, control_token_file, instance, state_dir, fresh, detach_on_exit };
             daemon::run(args).await
         }
-        Command::Detach { instance } => {
+        Command::Detach { instance, state_dir } => {
+            // The pins first: refused (nothing removed) while an lb of the instance runs.
             match dataplane::detach_instance(&instance)? {
                 Some(d) => {
                     let links = if d.links.is_empty() { "none".to_string() } else { d.links.join(", ") };
                     println!("instance {instance}: detached (XDP links removed: {links}) and removed {} pins and {}", d.pins, d.path.display());
                 }
                 None => println!("instance {instance}: no pins at {}/{instance}: nothing to detach", dataplane::PIN_ROOT),
+            }
+            let removed = daemon::remove_instance_files(&state_dir, &instance.to_string())
+                .with_context(|| format!("removing instance {instance}'s state in {}", state_dir.display()))?;
+            for path in removed {
+                println!("instance {instance}: removed {}", path.display());
             }
             Ok(())
         }

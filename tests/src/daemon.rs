@@ -253,11 +253,16 @@ impl LbDaemon {
         Ok(())
     }
 
-    /// `lb detach` of this daemon's instance in `mounts` (lb must have exited): afterwards no
-    /// interface has XDP and the pin directory is gone. Returns what `lb detach` printed.
+    /// `lb detach` of this daemon's instance in `mounts` (lb must have exited), given its state
+    /// directory: afterwards no interface has XDP, the pin directory is gone and so is the
+    /// instance's drains file. Returns what `lb detach` printed.
     pub fn detach(&self, mounts: &MountNs) -> Result<String> {
         let lb = lb_binary()?;
-        let out = mounts.exec(&[&lb.to_string_lossy(), "detach", "--instance", &self.instance])?;
+        // A test that gave its own --state-dir is not followed here: lb detach would look in
+        // the host's /var/lib/lb.
+        let state_dir = self.state_dir().context("lb detach of a daemon started with its own --state-dir")?;
+        let state_s = state_dir.to_string_lossy();
+        let out = mounts.exec(&[&lb.to_string_lossy(), "detach", "--instance", &self.instance, "--state-dir", &state_s])?;
         for iface in &self.ifaces {
             wait_xdp_detached_in(&self.ns_name, iface, Duration::from_secs(10)).context("after lb detach")?;
         }
@@ -265,7 +270,17 @@ impl LbDaemon {
         if pins.exists() {
             bail!("{} is still there after lb detach ({out})", pins.display());
         }
+        let drains = self.drains_file().context("no state dir")?;
+        if drains.exists() {
+            bail!("{} is still there after lb detach ({out})", drains.display());
+        }
         Ok(out)
+    }
+
+    /// The file in which this daemon saves its drains in progress (`drains-<instance>.json`
+    /// in its state directory).
+    pub fn drains_file(&self) -> Option<PathBuf> {
+        self.state_dir().map(|d| d.join(format!("drains-{}.json", self.instance)))
     }
 
     /// Waits for a daemon that is expected to fail to exit; its stderr (the log and the error).

@@ -27,6 +27,7 @@ pub mod mount_ns;
 pub mod names;
 pub mod netns;
 pub mod servers;
+pub mod restart_bench;
 pub mod steady_traffic;
 pub mod topology;
 

@@ -5,7 +5,8 @@
 //! breaks, every datagram is answered, backends stay in service across each start, counters
 //! keep counting. A drain in progress before a restart ends on its original deadline. A layout
 //! change is refused with nothing touched, `--fresh` starts over, a
-//! half-written pin directory is repaired, and `lb detach` leaves nothing.
+//! half-written pin directory is repaired, and `lb detach` leaves nothing (no XDP, pin or
+//! drains file; other instances' state files stay).
 //!
 //! lb runs in a `MountNs`, whose bpffs outlives each lb as a host's does; the MountNs's end
 //! takes whatever is left with it, also when a test fails.
@@ -123,8 +124,22 @@ fn restarts_and_a_kill_lose_no_connection_and_no_datagram() -> Result<()> {
     ensure!(lb_tests::daemon::outcome(&status, "drop_no_backend") == 0, "packets found no backend: {status}");
 
     lb.stop()?;
+    // lb detach removes this instance's state files and nothing else: another instance's
+    // drains (a name this one's is a prefix of) and the shared contribution accounts stay.
+    let drains = lb.drains_file().context("no state dir")?;
+    ensure!(drains.exists(), "lb did not save its drains at exit: no {}", drains.display());
+    let state = lb.state_dir().context("no state dir")?;
+    let others = [state.join(format!("drains-{}-2.json", lb.instance)), state.join("contributions.json")];
+    for other in &others {
+        if !other.exists() {
+            std::fs::write(other, "{}")?;
+        }
+    }
     let out = lb.detach(&mounts)?;
-    ensure!(out.contains("detached"), "{out}");
+    ensure!(out.contains("detached") && out.contains(&format!("removed {}", drains.display())), "{out}");
+    for other in &others {
+        ensure!(other.exists(), "lb detach removed {}, not its instance's: {out}", other.display());
+    }
     Ok(())
 }
 

@@ -157,6 +157,11 @@ fn with_detach_on_exit_sigterm_detaches_and_unpins() -> Result<()> {
     let status = lb.process.wait_exit(T)?.context("lb did not exit on SIGTERM")?;
     ensure!(status.success(), "lb exited with {status}: {}", lb.process.stderr_tail());
     ns.wait_xdp_detached("eth0", T)?;
+    let drains = lb.drains_file().context("no state dir")?;
+    let log = lb.process.stderr_tail();
+    ensure!(!drains.exists(), "--detach-on-exit left {}: {log}", drains.display());
+    // Written at exit, then removed: said in the log.
+    ensure!(log.contains(&drains.display().to_string()), "--detach-on-exit did not say it removed {}: {log}", drains.display());
     nothing_left(&mounts, &lb)
 }
 

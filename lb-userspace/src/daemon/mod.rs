@@ -9,6 +9,7 @@ mod admin;
 mod checkers;
 mod control_orders;
 mod drains;
+pub use drains::remove_instance_files;
 mod explain;
 mod hooks;
 mod notify;

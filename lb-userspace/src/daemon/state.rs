@@ -164,6 +164,11 @@ impl Daemon {
         self.drain_file.save_if_changed(&self.balancer);
         if self.args.detach_on_exit {
             self.balancer.dataplane_mut().detach_and_unpin();
+            // As `lb detach`: the instance's state files go too (not the shared accounts).
+            match super::remove_instance_files(&self.args.state_dir, &self.args.instance.to_string()) {
+                Ok(removed) => removed.iter().for_each(|p| tracing::info!(path = %p.display(), "removed")),
+                Err(e) => tracing::error!("removing the instance's state in {}: {e}", self.args.state_dir.display()),
+            }
             tracing::info!("detached; exiting");
         } else {
             tracing::info!(

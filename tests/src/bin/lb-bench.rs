@@ -421,6 +421,10 @@ fn main() -> Result<()> {
         println!();
         lb_tests::census_bench::print(&lb_tests::census_bench::run(CENSUS_ROUNDS)?);
     }
+    if only.as_ref().is_none_or(|o| "restart".contains(o.as_str())) {
+        println!();
+        lb_tests::restart_bench::print(&lb_tests::restart_bench::run()?);
+    }
     if only.is_some() {
         return Ok(());
     }
