@@ -362,6 +362,12 @@ pub fn idle_backends(status: &serde_json::Value, service: &str) -> Vec<String> {
         .collect()
 }
 
+/// Packets the data plane counted for `service` in a status; 0 if absent.
+pub fn service_packets(status: &serde_json::Value, service: &str) -> u64 {
+    let svc = status["services"].as_array().into_iter().flatten().find(|s| s["name"] == service);
+    svc.and_then(|s| s["counters"]["packets"].as_u64()).unwrap_or(0)
+}
+
 /// Packets counted under `outcome` (e.g. "tx_to_backend") in a status; 0 if absent.
 pub fn outcome(status: &serde_json::Value, outcome: &str) -> u64 {
     status["outcomes"][outcome].as_u64().unwrap_or(0)

@@ -21,6 +21,8 @@ use crate::{
 };
 
 /// Deadline of one connect, read or write.
+/// The port the backends of `config` listen on.
+pub const BACKEND_PORT: u16 = 8080;
 const IO: Duration = Duration::from_secs(3);
 /// Each long-lived connection echoes a line this often.
 const ECHO_EVERY: Duration = Duration::from_millis(100);
@@ -251,4 +253,20 @@ fn receive_forever(socket: &UdpSocket, counts: &Counts, stop: &AtomicBool) {
             counts.udp_received.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// The services steady traffic talks to, as the restart and upgrade tests run them: NAT `web`
+/// (TCP 80) and `dns` (UDP 53) at `vip` over every backend of `topo` (port BACKEND_PORT), and
+/// a session table small enough to load fast.
+pub fn config(topo: &crate::topology::TwoArm, vip: std::net::IpAddr) -> String {
+    let service = |name: &str, protocol, port| crate::lb_config::ServiceConfig {
+        name: name.into(),
+        vip,
+        port,
+        protocol,
+        forwarding: "nat",
+        backends: topo.backends().iter().map(|b| b.addr(false)).collect(),
+        backend_port: BACKEND_PORT,
+    };
+    format!("[sessions]\ncapacity = 65536\n{}", crate::lb_config::render(&[service("web", "tcp", 80), service("dns", "udp", 53)]))
 }

@@ -17,37 +17,18 @@ use anyhow::{Context, Result, ensure};
 use aya::maps::MapInfo;
 use lb_tests::{
     balancing::HEALTH_WAIT,
-    daemon::{LbDaemon, in_service, lb_host},
+    daemon::{LbDaemon, in_service, lb_host, service_packets as packets},
     lb_config::{ServiceConfig, render},
     mount_ns::MountNs,
     servers::BackendServer,
-    steady_traffic::SteadyTraffic,
+    steady_traffic::{self, BACKEND_PORT, SteadyTraffic},
     topology::TwoArm,
 };
 
 const T: Duration = Duration::from_secs(20);
-const BACKEND_PORT: u16 = 8080;
 const RESTARTS: usize = 5;
 const LONG_LIVED: usize = 30;
 
-fn config(topo: &TwoArm, vip: IpAddr) -> String {
-    let service = |name: &str, protocol, port| ServiceConfig {
-        name: name.into(),
-        vip,
-        port,
-        protocol,
-        forwarding: "nat",
-        backends: topo.backends().iter().map(|b| b.addr(false)).collect(),
-        backend_port: BACKEND_PORT,
-    };
-    format!("[sessions]\ncapacity = 65536\n{}", render(&[service("web", "tcp", 80), service("dns", "udp", 53)]))
-}
-
-/// Packets the data plane counted for `service`.
-fn packets(status: &serde_json::Value, service: &str) -> u64 {
-    let svc = status["services"].as_array().into_iter().flatten().find(|s| s["name"] == service);
-    svc.and_then(|s| s["counters"]["packets"].as_u64()).unwrap_or(0)
-}
 
 /// A started lb that adopted the data plane: at its first answer every backend is still in
 /// service (no "all down until the first check"), and the counters went on from `before`.
@@ -77,7 +58,7 @@ fn restarts_and_a_kill_lose_no_connection_and_no_datagram() -> Result<()> {
     let lb_ns = topo.lb().ns();
     let mounts = MountNs::new(lb_ns)?;
     let arms = [topo.lb_arm0().name(), topo.lb_arm1().name()];
-    let mut lb = LbDaemon::start_in(&mounts, lb_ns, &config(&topo, vip), &arms, &[])?;
+    let mut lb = LbDaemon::start_in(&mounts, lb_ns, &steady_traffic::config(&topo, vip), &arms, &[])?;
     lb.wait_in_service("web", 3, HEALTH_WAIT)?;
     lb.wait_in_service("dns", 3, HEALTH_WAIT)?;
 
@@ -224,7 +205,7 @@ fn a_config_changed_while_lb_was_down_is_applied_as_a_reload_keeping_what_did_no
     let lb_ns = topo.lb().ns();
     let mounts = MountNs::new(lb_ns)?;
     let arms = [topo.lb_arm0().name(), topo.lb_arm1().name()];
-    let mut lb = LbDaemon::start_in(&mounts, lb_ns, &config(&topo, vip), &arms, &[])?;
+    let mut lb = LbDaemon::start_in(&mounts, lb_ns, &steady_traffic::config(&topo, vip), &arms, &[])?;
     lb.wait_in_service("web", 3, HEALTH_WAIT)?;
     let client = topo.client().ns();
     // Connections until every backend holds two (bounded: a starved backend fails the test).
@@ -300,7 +281,7 @@ fn a_drain_in_progress_before_a_restart_ends_on_its_original_deadline_after_it()
     let lb_ns = topo.lb().ns();
     let mounts = MountNs::new(lb_ns)?;
     let arms = [topo.lb_arm0().name(), topo.lb_arm1().name()];
-    let mut lb = LbDaemon::start_in(&mounts, lb_ns, &config(&topo, vip), &arms, &[])?;
+    let mut lb = LbDaemon::start_in(&mounts, lb_ns, &steady_traffic::config(&topo, vip), &arms, &[])?;
     lb.wait_in_service("web", 3, HEALTH_WAIT)?;
     // A connection to backend 0 keeps it draining until the timeout (bounded: a starved
     // backend fails the test).

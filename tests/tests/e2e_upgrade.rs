@@ -14,36 +14,16 @@ use std::{net::IpAddr, time::Duration};
 use anyhow::{Context, Result, ensure};
 use lb_tests::{
     balancing::HEALTH_WAIT,
-    daemon::{LbDaemon, in_service, upgrade_binary},
-    lb_config::{ServiceConfig, render},
+    daemon::{LbDaemon, in_service, service_packets as packets, upgrade_binary},
     mount_ns::MountNs,
     servers::BackendServer,
-    steady_traffic::SteadyTraffic,
+    steady_traffic::{self, BACKEND_PORT, SteadyTraffic},
     topology::TwoArm,
 };
 
 const T: Duration = Duration::from_secs(20);
-const BACKEND_PORT: u16 = 8080;
 const LONG_LIVED: usize = 30;
 
-fn config(topo: &TwoArm, vip: IpAddr) -> String {
-    let service = |name: &str, protocol, port| ServiceConfig {
-        name: name.into(),
-        vip,
-        port,
-        protocol,
-        forwarding: "nat",
-        backends: topo.backends().iter().map(|b| b.addr(false)).collect(),
-        backend_port: BACKEND_PORT,
-    };
-    format!("[sessions]\ncapacity = 65536\n{}", render(&[service("web", "tcp", 80), service("dns", "udp", 53)]))
-}
-
-/// Packets the data plane counted for `service`.
-fn packets(status: &serde_json::Value, service: &str) -> u64 {
-    let svc = status["services"].as_array().into_iter().flatten().find(|s| s["name"] == service);
-    svc.and_then(|s| s["counters"]["packets"].as_u64()).unwrap_or(0)
-}
 
 /// The `xdp_object` label of `lb_build_info` in `lb metrics`: the digest of the program lb loaded.
 fn xdp_object_digest(lb: &LbDaemon) -> Result<String> {
@@ -72,7 +52,7 @@ fn a_binary_with_another_program_replaces_it_on_the_pinned_links_and_keeps_the_m
     let lb_ns = topo.lb().ns();
     let mounts = MountNs::new(lb_ns)?;
     let arms = [topo.lb_arm0().name(), topo.lb_arm1().name()];
-    let mut old = LbDaemon::start_in(&mounts, lb_ns, &config(&topo, vip), &arms, &[])?;
+    let mut old = LbDaemon::start_in(&mounts, lb_ns, &steady_traffic::config(&topo, vip), &arms, &[])?;
     old.wait_in_service("web", 3, HEALTH_WAIT)?;
     old.wait_in_service("dns", 3, HEALTH_WAIT)?;
     let old_digest = xdp_object_digest(&old)?;
