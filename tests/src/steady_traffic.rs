@@ -50,6 +50,29 @@ pub struct Report {
     pub udp_received: u64,
 }
 
+impl Report {
+    /// Prints the report under `what` and fails unless nothing was lost: no long-lived
+    /// connection broke, no new one failed, every datagram was answered, and traffic flowed.
+    pub fn ensure_nothing_lost(&self, what: &str) -> Result<()> {
+        eprintln!(
+            "{what}: {} long-lived connections, {} echo rounds, {} broken; {} new connections, {} failed; \
+             UDP {} sent, {} received",
+            self.long_lived,
+            self.echo_rounds,
+            self.broken.len(),
+            self.connects_ok,
+            self.connects_failed.len(),
+            self.udp_sent,
+            self.udp_received
+        );
+        anyhow::ensure!(self.broken.is_empty(), "broken connections: {:#?}", self.broken);
+        anyhow::ensure!(self.connects_failed.is_empty(), "failed connections: {:#?}", self.connects_failed);
+        anyhow::ensure!(self.connects_ok > 0 && self.udp_sent > 0, "no traffic: {self:?}");
+        anyhow::ensure!(self.udp_received == self.udp_sent, "UDP: {} sent, {} answered", self.udp_sent, self.udp_received);
+        Ok(())
+    }
+}
+
 #[derive(Default)]
 struct Counts {
     rounds: AtomicU64,

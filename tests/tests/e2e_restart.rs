@@ -85,21 +85,7 @@ fn restarts_and_a_kill_lose_no_connection_and_no_datagram() -> Result<()> {
     traffic.wait_rounds(5, T)?;
 
     let report = traffic.finish();
-    eprintln!(
-        "{RESTARTS} restarts and a kill: {} long-lived connections, {} echo rounds, {} broken; {} new connections, \
-         {} failed; UDP {} sent, {} received",
-        report.long_lived,
-        report.echo_rounds,
-        report.broken.len(),
-        report.connects_ok,
-        report.connects_failed.len(),
-        report.udp_sent,
-        report.udp_received
-    );
-    ensure!(report.broken.is_empty(), "broken connections: {:#?}", report.broken);
-    ensure!(report.connects_failed.is_empty(), "failed connections: {:#?}", report.connects_failed);
-    ensure!(report.connects_ok > 0 && report.udp_sent > 0, "no traffic: {report:?}");
-    ensure!(report.udp_received == report.udp_sent, "UDP: {} sent, {} answered", report.udp_sent, report.udp_received);
+    report.ensure_nothing_lost(&format!("{RESTARTS} restarts and a kill"))?;
     let status = lb.status()?;
     ensure!(packets(&status, "web") > counted, "the counters stopped: {status}");
     ensure!(lb_tests::daemon::outcome(&status, "drop_no_backend") == 0, "packets found no backend: {status}");
