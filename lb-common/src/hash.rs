@@ -26,15 +26,20 @@ fn absorb(h: u64, word: u32) -> u64 {
     h ^ (h >> 29)
 }
 
-/// murmur3's 64-bit finaliser: every input bit affects every output bit.
+/// murmur3's 64-bit finaliser: every input bit affects every output bit (a bijection).
 #[inline(always)]
-fn finish(mut h: u64) -> u32 {
+const fn finish64(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
     h ^= h >> 33;
     h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
     h ^= h >> 33;
-    h as u32
+    h
+}
+
+#[inline(always)]
+const fn finish(h: u64) -> u32 {
+    finish64(h) as u32
 }
 
 #[inline(always)]
@@ -52,6 +57,13 @@ fn keep(fields: u32, field: u32) -> u32 {
 /// dependent multiply-shift rounds took about three times as long.
 #[inline(always)]
 pub fn flow_hash(key: &FlowKey, fields: u32) -> u32 {
+    flow_hash64(key, fields) as u32
+}
+
+/// `flow_hash` before it is cut to 32 bits (its low half is `flow_hash`): 64 bits that tell
+/// flows apart well enough to stand for them in the session table (lb_common::session_table).
+#[inline(always)]
+pub fn flow_hash64(key: &FlowKey, fields: u32) -> u64 {
     let src = keep(fields, HASH_SRC_ADDR);
     let dst = keep(fields, HASH_DST_ADDR);
     let ports = ((key.src_port as u32 & keep(fields, HASH_SRC_PORT)) << 16)
@@ -72,7 +84,7 @@ pub fn flow_hash(key: &FlowKey, fields: u32) -> u32 {
     for i in 0..words.len() {
         sum = sum.wrapping_add((words[i] as u64).wrapping_mul(WORD_KEYS[i]));
     }
-    finish(sum)
+    finish64(sum)
 }
 
 /// Slot of the service's server index table (of `table_size` slots) a flow hash selects.

@@ -2,6 +2,8 @@
 //! they appear on the wire ("raw": network byte order bytes loaded into native integers), so the
 //! XDP program never swaps bytes; userspace converts with the helpers at the bottom.
 
+use crate::limits::{MAX_BACKENDS, MAX_SERVICES};
+
 /// Revision of the meaning of these layouts. The map layout version that pinned maps carry
 /// (lb-userspace's dataplane::layout) is this and a digest of every map's type, key and value
 /// sizes, entries and flags: bump it when a layout changes meaning without changing any size
@@ -16,9 +18,9 @@ pub const FAMILY_V6: u8 = 6;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 
-/// The five-tuple of a packet (plus family), as SESSIONS records it. IPv4 addresses sit in
-/// word 0 with words 1..3 zero. Every byte, padding included, is written, because flows are
-/// compared as five 8-byte words (hence the alignment).
+/// The five-tuple of a packet (plus family): what SESSIONS places and tells flows apart by (its
+/// hash, lb_common::session_table). IPv4 addresses sit in word 0 with words 1..3 zero. Every
+/// byte, padding included, is written, so two keys of one flow are equal byte for byte.
 #[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
@@ -181,30 +183,47 @@ pub struct Backend {
 
 /// The flow's client sent a TCP FIN or RST: the connection is ending. Its packets still go to
 /// the recorded backend, but it no longer counts as active (a draining backend may leave).
-pub const SESSION_F_CLOSING: u16 = 1 << 0;
+pub const SESSION_F_CLOSING: u8 = 1 << 0;
 /// The flow is forwarded by NAT (its service's forwarding when it was recorded).
-pub const SESSION_F_NAT: u16 = 1 << 1;
+pub const SESSION_F_NAT: u8 = 1 << 1;
 /// Recorded at the flow's first packet (a SYN, or any packet of a flow without a record); no
 /// later packet of the client has confirmed it yet. Anyone can send one packet from a spoofed
 /// address (a SYN or ACK flood never gets further), so such a record may never displace a
 /// confirmed one (lb_common::session_table::victim_rank). The client's next packet clears it.
-pub const SESSION_F_UNCONFIRMED: u16 = 1 << 2;
+pub const SESSION_F_UNCONFIRMED: u8 = 1 << 2;
 
 /// Where a flow was sent (in its SESSIONS slot): the backend, and all a later packet of the flow needs
 /// to follow it without the SERVICES lookup.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Session {
-    pub backend_id: u32,
-    /// `Backend::generation` when the session was recorded.
-    pub generation: u32,
-    /// `ServiceInfo::id` of the service the flow was addressed to (for its counters).
-    pub service_id: u16,
+    /// Below MAX_BACKENDS.
+    pub backend_id: u16,
+    /// `generation_tag(Backend::generation)` when the session was recorded.
+    pub generation: u16,
+    /// `ServiceInfo::id` of the service the flow was addressed to (for its counters); below
+    /// MAX_SERVICES.
+    pub service_id: u8,
     /// SESSION_F_* bits.
-    pub flags: u16,
+    pub flags: u8,
+}
+const _: () = assert!(MAX_BACKENDS <= 1 << 16 && MAX_SERVICES <= 1 << 8 && size_of::<Session>() == 6);
+
+/// What a session keeps of its backend's generation: the low 16 bits. A record outliving 65,536
+/// reuses of its backend's id would follow the id's new backend; records idle for a minute
+/// give way to new flows long before.
+#[inline(always)]
+pub const fn generation_tag(generation: u32) -> u16 {
+    generation as u16
 }
 
 impl Session {
+    /// Whether the session names `backend` (the id's current holder, as BACKENDS has it).
+    #[inline(always)]
+    pub const fn names(&self, backend: &Backend) -> bool {
+        self.generation == generation_tag(backend.generation)
+    }
+
     pub const fn is_closing(&self) -> bool {
         self.flags & SESSION_F_CLOSING != 0
     }
@@ -347,7 +366,7 @@ mod tests {
         assert_eq!(size_of::<ServiceKey>(), 20);
         assert_eq!(size_of::<ServiceEntry>(), 12);
         assert_eq!(size_of::<Backend>(), 24);
-        assert_eq!(size_of::<Session>(), 12);
+        assert_eq!(size_of::<Session>(), 6);
         assert_eq!(size_of::<NatVip>(), 20);
         assert_eq!(size_of::<NatReplyVips>(), 4 + 20 * NAT_REPLY_VIPS);
         assert_eq!(size_of::<TrafficCounters>(), 24);

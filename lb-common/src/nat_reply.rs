@@ -39,7 +39,7 @@ mod tests {
     use super::*;
     use crate::layout::{SESSION_F_CLOSING, SESSION_F_NAT, SESSION_F_UNCONFIRMED};
 
-    fn session(flags: u16) -> Session {
+    fn session(flags: u8) -> Session {
         Session { backend_id: 2, generation: 1, service_id: 0, flags: SESSION_F_NAT | flags }
     }
 

@@ -5,6 +5,8 @@
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 #[cfg(target_arch = "bpf")]
+mod atomic;
+#[cfg(target_arch = "bpf")]
 mod bench;
 #[cfg(target_arch = "bpf")]
 mod filter;

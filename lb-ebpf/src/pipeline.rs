@@ -34,7 +34,12 @@ fn run(ctx: &XdpContext) -> Outcome {
     // the rest of the path needs, which spares it the SERVICES lookup.
     let flow = session::Flow::new(&pkt.flow);
     let now = packet::now_ns();
-    let known = if pkt.opens_connection() { Lookup::Miss } else { session::lookup(&flow, now) };
+    let known = if pkt.opens_connection() {
+        session::warm(&flow);
+        Lookup::Miss
+    } else {
+        session::lookup(&flow, now)
+    };
     let to = match known {
         Lookup::Hit(to) => to,
         known => {

@@ -4,7 +4,10 @@
 
 use lb_common::{BACKEND_F_FULL, BACKEND_F_PACED, Backend, quota};
 
-use crate::maps::{NEW_SESSION_PACE, NEW_SESSION_QUOTAS};
+use crate::{
+    atomic::compare_and_swap,
+    maps::{NEW_SESSION_PACE, NEW_SESSION_QUOTAS},
+};
 
 /// Compare-and-swap attempts before a contended backend is taken as at its quota: losing a race
 /// to another CPU means that CPU just admitted a flow there.
@@ -33,23 +36,4 @@ pub fn admit(id: u32, backend: &Backend, now_ns: u64) -> bool {
         }
     }
     false
-}
-
-/// Stores `new` at `ptr` if it holds `old`, atomically on every CPU (BPF_ATOMIC | BPF_CMPXCHG);
-/// true if it did. The BPF target offers Rust no atomic read-modify-write, hence the assembly.
-///
-/// # Safety
-/// `ptr` must point to an 8-byte aligned map value.
-#[inline(always)]
-unsafe fn compare_and_swap(ptr: *mut u64, old: u64, new: u64) -> bool {
-    let mut seen = old;
-    unsafe {
-        core::arch::asm!(
-            "r0 = cmpxchg_64({ptr} + 0, r0, {new})",
-            ptr = in(reg) ptr,
-            new = in(reg) new,
-            inout("r0") seen,
-        );
-    }
-    seen == old
 }

@@ -5,7 +5,7 @@
 //! flow sent there, if that flow is still alive (lb_common::nat_reply decides).
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::{Endpoint, Event, FlowKey, NAT_REPLY_VIPS, NatVip, Outcome, ReplyVerdict, SessionSlot, reply_verdict};
+use lb_common::{Endpoint, Event, FlowKey, NAT_REPLY_VIPS, NatVip, Outcome, ReplyVerdict, reply_verdict};
 
 use crate::{
     filter,
@@ -13,21 +13,20 @@ use crate::{
     maps::{NAT_REPLIES, NAT_REPLY_FILTER},
     packet,
     parse::Packet,
-    session::{self, Flow},
+    session::{self, Flow, Found},
     session_table, stats,
 };
 
 #[inline(always)]
 pub fn forward(ctx: &XdpContext, pkt: &mut Packet) -> Outcome {
-    let Some(Recorded { vip, slot, hash }) = recorded_flow(&pkt.flow) else {
+    let Some(Recorded { vip, found, hash }) = recorded_flow(&pkt.flow) else {
         return Outcome::PassNoService;
     };
     let now = packet::now_ns();
-    let slot = unsafe { &mut *slot };
-    if reply_verdict(&slot.session, session_table::idle(slot, now), pkt.carries_syn()) == ReplyVerdict::Ended {
+    if reply_verdict(&found.session, session_table::idle(found.slot, now), pkt.carries_syn()) == ReplyVerdict::Ended {
         // The client's old flow is over: this is another conversation between the same
         // endpoints (say, straight to the backend's own address). Leave it, and let it be.
-        session_table::forget(slot);
+        session_table::forget(hash, found.slot);
         stats::count_event(Event::ReplyOfEndedFlow);
         return Outcome::PassNoService;
     }
@@ -42,7 +41,7 @@ pub fn forward(ctx: &XdpContext, pkt: &mut Packet) -> Outcome {
     }
     // The backend ending the connection ends the flow as the client's FIN/RST does.
     if pkt.ends_connection() {
-        session::mark_slot_closing(slot, hash);
+        session::mark_found_closing(&found);
     }
     if forward::rewrite(ctx, pkt, Side::Src, &vip.addr, vip.port).is_err() || forward::address_frame(ctx, &hop).is_err() {
         return Outcome::PassMalformed;
@@ -54,9 +53,9 @@ pub fn forward(ctx: &XdpContext, pkt: &mut Packet) -> Outcome {
 pub struct Recorded {
     /// The service address the flow was sent to.
     pub vip: NatVip,
-    pub slot: *mut SessionSlot,
+    pub found: Found,
     /// The session hash of the client's flow (client -> VIP).
-    pub hash: u32,
+    pub hash: u64,
 }
 
 /// The client's record that sends a flow to the backend a packet (backend -> client) comes
@@ -80,8 +79,8 @@ pub fn recorded_flow(reply: &FlowKey) -> Option<Recorded> {
         let vip = vips.vips[i];
         let request = request_of(reply, &vip);
         let flow = Flow::new(&request);
-        if let Some(slot) = session::sent_to(&flow, &reply.src_addr, reply.src_port) {
-            return Some(Recorded { vip, slot, hash: flow.hash });
+        if let Some(found) = session::sent_to(&flow, &reply.src_addr, reply.src_port) {
+            return Some(Recorded { vip, found, hash: flow.hash });
         }
     }
     None

@@ -54,9 +54,10 @@ pub fn table_choice(flow: &Flow, svc: &ServiceInfo) -> Option<Assignment> {
 /// The hash that picks the flow's table slot: over the fields the service hashes.
 #[inline(always)]
 fn table_hash(flow: &Flow, svc: &ServiceInfo) -> u32 {
-    // The session hash is the five-tuple flow hash: a service hashing the five-tuple reuses it.
+    // The session hash's low half is the five-tuple flow hash: a service hashing the five-tuple
+    // reuses it.
     let fields = svc.flags & HASH_FIELDS_MASK;
-    if fields == HASH_FIVE_TUPLE { flow.hash } else { flow_hash(flow.key, fields) }
+    if fields == HASH_FIVE_TUPLE { flow.hash as u32 } else { flow_hash(flow.key, fields) }
 }
 
 /// The service's table choice for `hash`, or its second choice if that backend is down.

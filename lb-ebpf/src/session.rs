@@ -7,10 +7,10 @@
 
 use lb_common::{
     BACKEND_F_UP, Backend, SESSION_F_CLOSING, SESSION_F_NAT, SESSION_F_UNCONFIRMED, SERVICE_F_NAT,
-    ServiceInfo, Session, SessionSlot,
+    ServiceInfo, Session, generation_tag,
 };
 
-pub use crate::session_table::Flow;
+pub use crate::session_table::{Flow, Found, warm};
 use crate::{maps::BACKENDS, session_table};
 
 /// Where a flow goes and how: from its session record, or chosen for it now.
@@ -41,15 +41,14 @@ pub enum Lookup {
 
 #[inline(always)]
 pub fn lookup(flow: &Flow, now_ns: u64) -> Lookup {
-    let Some(slot) = session_table::find(flow) else {
+    let Some(found) = session_table::find(flow) else {
         return Lookup::Miss;
     };
-    let slot = unsafe { &mut *slot };
-    session_table::touch(slot, now_ns);
+    session_table::touch(found.slot, now_ns);
     // The lookup runs for every packet but a SYN: this one confirms a record made by the flow's
     // first packet.
-    session_table::change_flags(slot, flow.hash, 0, SESSION_F_UNCONFIRMED);
-    match recorded(&slot.session) {
+    session_table::change_flags(&found, 0, SESSION_F_UNCONFIRMED);
+    match recorded(&found.session) {
         Some(to) => Lookup::Hit(to),
         None => Lookup::Stale,
     }
@@ -60,16 +59,15 @@ pub fn lookup(flow: &Flow, now_ns: u64) -> Lookup {
 /// record alive or confirm it.
 #[inline(always)]
 pub fn peek(flow: &Flow) -> Option<Assignment> {
-    let slot = session_table::find(flow)?;
-    recorded(unsafe { &(*slot).session })
+    recorded(&session_table::find(flow)?.session)
 }
 
 /// The record's assignment, if its backend is up and still the one it names (same generation).
 #[inline(always)]
 fn recorded(session: &Session) -> Option<Assignment> {
-    let backend_id = session.backend_id;
+    let backend_id = session.backend_id as u32;
     let backend = usable_backend(backend_id)?;
-    (backend.generation == session.generation).then_some(Assignment {
+    session.names(&backend).then_some(Assignment {
         service_id: session.service_id as u32,
         nat: session.is_nat(),
         backend_id,
@@ -94,9 +92,9 @@ pub fn usable_backend(id: u32) -> Option<Backend> {
 pub fn record(flow: &Flow, to: &Assignment, now_ns: u64) -> bool {
     let nat = if to.nat { SESSION_F_NAT } else { 0 };
     let session = Session {
-        backend_id: to.backend_id,
-        generation: to.backend.generation,
-        service_id: to.service_id as u16,
+        backend_id: to.backend_id as u16,
+        generation: generation_tag(to.backend.generation),
+        service_id: to.service_id as u8,
         flags: nat | SESSION_F_UNCONFIRMED,
     };
     session_table::store(flow, &session, now_ns)
@@ -105,24 +103,23 @@ pub fn record(flow: &Flow, to: &Assignment, now_ns: u64) -> bool {
 /// Marks the flow's record as closing (once: later FINs and RSTs find it marked).
 #[inline(always)]
 pub fn mark_closing(flow: &Flow) {
-    if let Some(slot) = session_table::find(flow) {
-        mark_slot_closing(unsafe { &mut *slot }, flow.hash);
+    if let Some(found) = session_table::find(flow) {
+        mark_found_closing(&found);
     }
 }
 
-/// Marks the record in `slot` (of a flow of hash `hash`) as closing.
+/// Marks the record `found` read as closing.
 #[inline(always)]
-pub fn mark_slot_closing(slot: &mut SessionSlot, hash: u32) {
-    session_table::change_flags(slot, hash, SESSION_F_CLOSING, 0);
+pub fn mark_found_closing(found: &Found) {
+    session_table::change_flags(found, SESSION_F_CLOSING, 0);
 }
 
-/// The slot of the flow's record if it sends the flow to the backend at `addr`:`port` (raw
+/// The flow's record if it sends the flow to the backend at `addr`:`port` (raw
 /// forms): a packet from there to the client may be a reply of this flow (nat_reply decides).
 /// Up or not: a backend's last replies may follow its removal.
 #[inline(always)]
-pub fn sent_to(flow: &Flow, addr: &[u32; 4], port: u16) -> Option<*mut SessionSlot> {
-    let slot = session_table::find(flow)?;
-    let session = unsafe { (*slot).session };
-    let b = BACKENDS.get(session.backend_id)?;
-    (b.generation == session.generation && b.port == port && b.addr == *addr).then_some(slot)
+pub fn sent_to(flow: &Flow, addr: &[u32; 4], port: u16) -> Option<Found> {
+    let found = session_table::find(flow)?;
+    let b = BACKENDS.get(found.session.backend_id as u32)?;
+    (found.session.names(b) && b.port == port && b.addr == *addr).then_some(found)
 }

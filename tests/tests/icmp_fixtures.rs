@@ -337,7 +337,7 @@ impl Run {
     /// The record SESSIONS holds for the flow of `quoted`, as it is now.
     fn session_of(&self, quoted: &Frame) -> Result<SessionWas> {
         let s = self.lb.dataplane().session(&flow_of(quoted)).context("no session record")?;
-        Ok(SessionWas { backend_id: s.backend_id, closing: s.is_closing(), unconfirmed: s.is_unconfirmed() })
+        Ok(SessionWas { backend_id: s.backend_id.into(), closing: s.is_closing(), unconfirmed: s.is_unconfirmed() })
     }
 }
 

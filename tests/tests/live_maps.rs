@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail, ensure};
 use lb::balancer::{Balancer, InitialHealth, LiveError, ServiceState, build_table, in_service_ids};
 use lb::config::Config;
 use lb::dataplane::Dataplane;
-use lb_common::{BACKEND_F_UP, Backend, FlowKey, ServiceInfo, ServiceKey, Session};
+use lb_common::{BACKEND_F_UP, Backend, ServiceInfo, ServiceKey, Session};
 
 use lb_tests::fib_bed::FibBed;
 use lb_tests::xdp_test_run::{XDP_PASS, XDP_TX, test_run};
@@ -190,7 +190,7 @@ fn changes_land_in_the_maps_and_established_flows_keep_their_backend() -> Result
     ensure!(count(&drained_new, "10.200.10.12") == 0, "a draining backend got new flows");
     let counts = lb.dataplane().session_counts();
     let gen12 = service(&lb, "web").backends.iter().find(|b| b.id == id12).map(|b| b.generation).context("gen")?;
-    ensure!(counts.get(&(id12, gen12)).copied().unwrap_or(0) > 0, "no session counted for the draining backend");
+    ensure!(counts.of(id12, gen12) > 0, "no session counted for the draining backend");
     ensure!(lb.finish_drains(now, Some((&counts, Instant::now())))?.is_empty(), "a drain with sessions left finished early");
 
     // Undrain: back in the table.
@@ -268,7 +268,7 @@ fn changes_land_in_the_maps_and_established_flows_keep_their_backend() -> Result
 struct Snapshot {
     services: HashMap<ServiceKey, ServiceInfo>,
     backends: Vec<Backend>,
-    sessions: HashMap<FlowKey, Session>,
+    sessions: HashMap<u64, Session>,
     in_service: Vec<u32>,
     lookup: Vec<u32>,
     state: String,

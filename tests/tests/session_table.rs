@@ -88,7 +88,7 @@ fn a_full_bucket_gives_up_unconfirmed_then_closing_records_and_no_live_connectio
     }
     for f in fill {
         let want = lb.explain_packet(&f.flow_key(), true)?.and_then(|e| e.backend).map(|b| b.id);
-        let got = lb.dataplane().session(&f.flow_key()).map(|s| s.backend_id);
+        let got = lb.dataplane().session(&f.flow_key()).map(|s| u32::from(s.backend_id));
         ensure!(got == want, "{}: recorded backend {got:?}, explain says {want:?}", f.src);
     }
 

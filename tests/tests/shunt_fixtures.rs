@@ -89,7 +89,7 @@ impl Bed {
         let after = self.lb.dataplane().events();
         let moved = before.iter().zip(&after).filter(|((_, a), (_, b))| a != b).map(|((e, _), _)| *e).collect();
         let id = self.lb.dataplane().session(&frame.flow_key()).context("no session recorded")?.backend_id;
-        Ok((self.backend_addr(id)?, moved))
+        Ok((self.backend_addr(id.into())?, moved))
     }
 
     /// A SYN of a flow not seen before.

@@ -55,7 +55,8 @@ pub struct SlotReport {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SessionReport {
     pub backend_id: u32,
-    pub generation: u32,
+    /// The backend's generation as the record keeps it: its low 16 bits.
+    pub generation: u16,
     pub address: Option<SocketAddr>,
     /// Whether the recorded backend still takes the flow (up, same generation).
     pub usable: bool,

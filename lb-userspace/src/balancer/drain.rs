@@ -67,7 +67,7 @@ impl Balancer {
             for b in &svc.backends {
                 let Some(d) = b.drain else { continue };
                 let counted = sessions.filter(|(_, started)| *started >= d.since);
-                let left = counted.map(|(c, _)| c.get(&(b.id, b.generation)).copied().unwrap_or(0));
+                let left = counted.map(|(c, _)| c.of(b.id, b.generation));
                 let why = if !b.up {
                     // Its UP flag is down: every session it had is re-chosen anyway.
                     "it is down, so no session can use it".to_string()

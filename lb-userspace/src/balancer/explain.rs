@@ -54,7 +54,9 @@ pub struct OverflowView {
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct SessionView {
     pub backend_id: u32,
-    pub generation: u32,
+    /// The generation of the backend the record names, as records keep it (its low 16 bits,
+    /// lb_common::generation_tag).
+    pub generation: u16,
     /// Whether the recorded backend still takes the flow.
     pub usable: bool,
     /// The client sent FIN or RST: the connection is ending (not counted as active).
@@ -85,8 +87,9 @@ impl Balancer {
 
         let session = match dp.session(flow) {
             Some(s @ Session { backend_id, generation, .. }) => {
+                let backend_id = u32::from(backend_id);
                 let b = dp.backend(backend_id)?;
-                let usable = b.flags & BACKEND_F_UP != 0 && b.generation == generation;
+                let usable = b.flags & BACKEND_F_UP != 0 && s.names(&b);
                 Some(SessionView { backend_id, generation, usable, closing: s.is_closing(), unconfirmed: s.is_unconfirmed() })
             }
             None => None,

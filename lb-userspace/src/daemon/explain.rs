@@ -23,7 +23,7 @@ pub(super) fn report(svc: &ServiceState, client: SocketAddr, ex: &Explanation) -
         address: svc
             .backends
             .iter()
-            .find(|b| b.id == s.backend_id && b.generation == s.generation)
+            .find(|b| b.id == s.backend_id && lb_common::generation_tag(b.generation) == s.generation)
             .map(|b| b.addr),
         usable: s.usable,
         closing: s.closing,

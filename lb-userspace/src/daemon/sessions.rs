@@ -126,12 +126,12 @@ impl SessionCensus {
 
     /// Active sessions of a backend incarnation as of the last count.
     pub fn get(&self, id: u32, generation: u32) -> u64 {
-        self.counts.get(&(id, generation)).copied().unwrap_or(0)
+        self.counts.of(id, generation)
     }
 
     /// Active sessions over all backend incarnations as of the last count; None before the first.
     pub fn total(&self) -> Option<u64> {
-        self.taken.map(|_| self.counts.values().sum())
+        self.taken.map(|_| self.counts.total())
     }
 
     /// When the walk behind the last count started (it saw every change made before); None

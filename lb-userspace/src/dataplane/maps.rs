@@ -170,12 +170,13 @@ impl Dataplane {
 
     /// The session clock tick (lb_common::session_clock) when a packet of the flow last passed,
     /// if the flow holds a record.
-    pub fn session_seen(&self, flow: &FlowKey) -> Option<u32> {
+    pub fn session_seen(&self, flow: &FlowKey) -> Option<u16> {
         self.sessions.slot(flow).map(|s| s.seen)
     }
 
-    /// All session records (for status and tests; scans the whole table).
-    pub fn sessions(&self) -> Vec<(FlowKey, Session)> {
+    /// All session records, as (the flow's session hash, session) (for status and tests; scans
+    /// the whole table).
+    pub fn sessions(&self) -> Vec<(u64, Session)> {
         self.sessions.iter().collect()
     }
 

@@ -1,6 +1,6 @@
 //! SESSIONS, mapped into our memory and read in place: the XDP program is its only writer (see
 //! lb_common::session_table). A walk of all slots (2^20 by default) is a scan of mapped memory
-//! (64 MiB), not 2^20 pairs of bpf() calls.
+//! (16 MiB), not 2^20 pairs of bpf() calls.
 
 use std::{
     collections::HashMap,
@@ -11,12 +11,40 @@ use std::{
 };
 
 use aya::maps::Map;
-use lb_common::{FlowKey, Session, SessionBucket, SessionSlot, session_bucket, session_hash};
+use lb_common::{FlowKey, Session, SessionBucket, SessionSlot, generation_tag, session_bucket, session_hash};
 
 use super::{DataplaneError, mapped::Mapped};
 
-/// Session records per (backend id, generation).
-pub type SessionCounts = HashMap<(u32, u32), u64>;
+/// Session records per backend incarnation: (id, generation tag) as records hold them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SessionCounts(HashMap<(u32, u16), u64>);
+
+impl SessionCounts {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn add(&mut self, session: &Session) {
+        *self.0.entry((u32::from(session.backend_id), session.generation)).or_default() += 1;
+    }
+
+    /// Records over all backends.
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    /// Records naming backend `id` of generation `generation`.
+    pub fn of(&self, id: u32, generation: u32) -> u64 {
+        self.0.get(&(id, generation_tag(generation))).copied().unwrap_or(0)
+    }
+}
+
+/// Counts by (id, generation), for tests.
+impl<const N: usize> From<[((u32, u32), u64); N]> for SessionCounts {
+    fn from(counts: [((u32, u32), u64); N]) -> Self {
+        SessionCounts(counts.into_iter().map(|((id, generation), n)| ((id, generation_tag(generation)), n)).collect())
+    }
+}
 
 /// Buckets between two looks at a walk's cancel flag (1 MiB of table).
 const CANCEL_EVERY: usize = 4096;
@@ -39,11 +67,9 @@ impl SessionReader {
         unsafe { self.mem.elements::<SessionBucket>(n).add(i).read_volatile() }
     }
 
-    /// Whole records (a slot caught mid-write is skipped) of buckets `range`.
-    fn records(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = (FlowKey, Session)> + '_ {
-        range.flat_map(move |i| {
-            self.bucket(i).slots.into_iter().filter(|s| s.check != 0 && s.is_valid()).map(|s| (s.flow, s.session))
-        })
+    /// The records (hash, session) of buckets `range` (a slot caught mid-write is skipped).
+    fn records(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = (u64, Session)> + '_ {
+        range.flat_map(move |i| self.bucket(i).slots.into_iter().filter(|s| s.is_valid()).map(|s| (s.hash, s.session)))
     }
 
     /// How many active records (handshake confirmed, not closing) name each (backend id,
@@ -58,7 +84,7 @@ impl SessionReader {
                 return None;
             }
             for (_, s) in self.records(start..n.min(start + CANCEL_EVERY)).filter(|(_, s)| s.is_active()) {
-                *counts.entry((s.backend_id, s.generation)).or_default() += 1;
+                counts.add(&s);
             }
         }
         Some(counts)
@@ -89,14 +115,15 @@ impl SessionTable {
         self.slot(flow).map(|s| s.session)
     }
 
-    /// The slot holding the flow's whole record, if any.
+    /// The slot holding the flow's record, if any.
     pub(super) fn slot(&self, flow: &FlowKey) -> Option<SessionSlot> {
-        let bucket = self.reader.bucket(session_bucket(session_hash(flow), self.buckets()) as usize);
-        bucket.slots.into_iter().find(|s| s.flow == *flow && s.is_valid())
+        let hash = session_hash(flow);
+        let bucket = self.reader.bucket(session_bucket(hash, self.buckets()) as usize);
+        bucket.slots.into_iter().find(|s| s.hash == hash)
     }
 
-    /// Every whole record (a slot caught mid-write is skipped).
-    pub(super) fn iter(&self) -> impl Iterator<Item = (FlowKey, Session)> + '_ {
+    /// Every record, as (its flow's session hash, session); a slot caught mid-write is skipped.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (u64, Session)> + '_ {
         self.reader.records(0..self.buckets() as usize)
     }
 

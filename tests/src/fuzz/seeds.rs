@@ -117,7 +117,7 @@ pub fn frames(lb: &mut Balancer, bed: &FibBed) -> Result<Vec<Vec<u8>>> {
     }
     for r in &requests {
         let Some(session) = lb.dataplane().session(&r.flow_key()).filter(|s| s.is_nat()) else { continue };
-        let backend = backend_addr(lb, session.backend_id).context("a recorded backend")?;
+        let backend = backend_addr(lb, session.backend_id.into()).context("a recorded backend")?;
         let reply = match r.l4 {
             L4::Udp => Frame::udp(&backend.to_string(), &r.src.to_string()),
             _ => Frame::ack(&backend.to_string(), &r.src.to_string()),
@@ -138,7 +138,7 @@ pub fn frames(lb: &mut Balancer, bed: &FibBed) -> Result<Vec<Vec<u8>>> {
             seeds.push(icmp_error(router(v6), r.dst.ip(), r.dst, r.src, r.proto(), cut)?);
         }
         if let Some(session) = lb.dataplane().session(&r.flow_key()).filter(|s| s.is_nat()) {
-            let backend = backend_addr(lb, session.backend_id).context("a recorded backend")?;
+            let backend = backend_addr(lb, session.backend_id.into()).context("a recorded backend")?;
             seeds.push(icmp_error(router(v6), r.src.ip(), r.src, backend, r.proto(), Some(8))?);
         }
     }
