@@ -14,9 +14,9 @@ pub const DEFAULT_TABLE_SIZE: u32 = 65537;
 /// Backends one service may hold in its in-service list.
 pub const MAX_SERVICE_BACKENDS: u32 = 1024;
 /// Session forwarding records (SESSIONS) when the config sets no `[sessions] capacity`:
-/// 2^18 buckets of 4 slots of 64 B, 64 MiB (see session_table).
+/// 2^18 buckets of 4 slots of 16 B, 16 MiB (see session_table).
 pub const DEFAULT_SESSION_CAPACITY: u32 = 1 << 20;
-/// Smallest and largest `[sessions] capacity` (powers of two): 64 KiB and 1 GiB of SESSIONS.
+/// Smallest and largest `[sessions] capacity` (powers of two): 16 KiB and 256 MiB of SESSIONS.
 pub const MIN_SESSION_CAPACITY: u32 = 1 << 10;
 pub const MAX_SESSION_CAPACITY: u32 = 1 << 24;
 /// Backend endpoints of NAT services (NAT_REPLIES keys): one per backend at most.

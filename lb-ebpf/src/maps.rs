@@ -72,8 +72,8 @@ pub static NEW_SESSION_PACE: Array<u64, { MAX_BACKENDS as usize }, 0> = Array::n
 /// -> VIP five-tuple) was sent. Written by this program only: a flow's first packet records it,
 /// the client's FIN/RST marks it closing (see lb_common::session_table). Userspace maps it
 /// (BPF_F_MMAPABLE) to read it (explain, status, drains) and clears it in tests. NAT replies
-/// find their VIP by it. Sized by the loader from `[sessions] capacity` (buckets of 256 B; the
-/// default 2^18 buckets are 64 MiB), which passes the matching SESSION_BUCKET_MASK.
+/// find their VIP by it. Sized by the loader from `[sessions] capacity` (buckets of 64 B; the
+/// default 2^18 buckets are 16 MiB), which passes the matching SESSION_BUCKET_MASK.
 #[btf_map]
 pub static SESSIONS: Array<SessionBucket, { DEFAULT_SESSION_BUCKETS as usize }, MMAPABLE> = Array::new();
 

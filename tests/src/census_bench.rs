@@ -1,5 +1,5 @@
 //! How late the daemon handles a health event while it counts sessions in a 16M-record
-//! SESSIONS (1 GiB). The real `lb run`, timed by its own log lines: each round waits for a walk
+//! SESSIONS (256 MiB). The real `lb run`, timed by its own log lines: each round waits for a walk
 //! to start ("walking SESSIONS"), then kills a backend's server, so its checker (20 ms interval)
 //! sends the down event while the walk runs; the daemon logs how long that event waited
 //! (`queued_us`) and how long the walk took (`walk_us`). `lb-bench` prints the result.

@@ -56,7 +56,7 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct SessionsConfig {
     /// Flows the table records at most (a power of two, lb_common::MIN_SESSION_CAPACITY..=
-    /// MAX_SESSION_CAPACITY); 64 bytes of kernel memory each.
+    /// MAX_SESSION_CAPACITY); 16 bytes of kernel memory each.
     pub capacity: u32,
 }
 

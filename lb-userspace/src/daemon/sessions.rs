@@ -1,5 +1,5 @@
 //! Active sessions per backend, counted off the daemon's loop: a walk of SESSIONS reads all of
-//! it (64 MiB by default, 1 GiB at 16M records, ~0.3 s), so it runs on a blocking thread and
+//! it (16 MiB by default, 256 MiB at 16M records), so it runs on a blocking thread and
 //! reports back through a channel the loop selects on. `lb status`, `lb metrics` and scrapes
 //! read the last count; a large table is walked less often than once a tick.
 
