@@ -642,7 +642,7 @@ fn session_capacity_is_a_bounded_power_of_two() {
 
     rejects(&with("1000000"), &["sessions", "capacity 1000000 is not a power of two", "use 1048576 (16 MiB) or 524288 (8 MiB)"]);
     rejects(&with("512"), &["sessions", "capacity 512 must be a power of two from 1024 to 16777216", "default 1048576"]);
-    rejects(&with("33554432"), &["sessions", "capacity 33554432", "from 1024 to 16777216 (1024 MiB)"]);
+    rejects(&with("33554432"), &["sessions", "capacity 33554432", "from 1024 to 16777216 (256 MiB)"]);
     rejects(&with("-4"), &["sessions", "capacity -4"]);
     rejects(&format!("[sessions]\nsize = 4096\n{WEB}"), &["size"]);
 }
