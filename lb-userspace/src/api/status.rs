@@ -78,7 +78,7 @@ pub struct ShuntSummary {
     /// Unix seconds.
     pub since: i64,
     pub why: String,
-    /// Times the pool opened since lb started.
+    /// Times the pool opened since the data plane started (kept across restarts that adopt it).
     pub opened_total: u64,
 }
 
