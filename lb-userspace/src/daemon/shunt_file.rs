@@ -95,6 +95,36 @@ mod tests {
         dir
     }
 
+    fn shunted(name: &str, port: u16) -> String {
+        format!(
+            "[[service]]\nname = \"{name}\"\nvip = \"10.0.0.1\"\nport = {port}\nprotocol = \"tcp\"\n[service.shunt]\n\
+             [[service.backend]]\naddress = \"10.0.1.1\"\n[[service.backend]]\naddress = \"10.0.1.2\"\npool = \"overflow\"\n"
+        )
+    }
+
+    #[test]
+    fn saved_state_reads_back_and_a_service_the_config_dropped_is_forgotten() {
+        let dir = temp_dir("roundtrip");
+        let store = FileStore::open(&dir).expect("dir");
+        let both = crate::config::Config::parse(&(shunted("web", 80) + &shunted("api", 81))).expect("config");
+        let accounts = || super::super::accounts::Accounts::load(store.clone()).expect("accounts");
+        let before = Shunting::new(&both, accounts(), 1_700_000_000);
+        let mut file = ShuntFile::load(store.clone(), "web1").expect("load");
+        file.save_if_changed(&before);
+        let mut again = ShuntFile::load(store.clone(), "web1").expect("load");
+        assert_eq!(again.take_loaded(), before.saved(), "read back as written");
+        assert!(again.take_loaded().is_empty(), "taken once");
+        // The next lb's config has web only: api's saved state is dropped, and said so.
+        let web = crate::config::Config::parse(&shunted("web", 80)).expect("config");
+        let mut after = Shunting::new(&web, accounts(), 1_700_000_100);
+        let lines = after.restore(ShuntFile::load(store, "web1").expect("load").take_loaded());
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("service api: saved shunt state (closed) dropped"), "{lines:?}");
+        assert!(lines[1].starts_with("service web: overflow pool closed") && lines[1].ends_with("goes on"), "{lines:?}");
+        assert_eq!(after.saved().keys().collect::<Vec<_>>(), ["web"]);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
     #[test]
     fn a_corrupt_file_is_set_aside_and_nothing_is_restored() {
         let dir = temp_dir("corrupt");
