@@ -71,8 +71,8 @@ pub enum Command {
         /// counters are lost, and the interfaces are without XDP for a moment.
         #[arg(long)]
         fresh: bool,
-        /// On SIGINT/SIGTERM, detach the program and remove the pins and the instance's drains
-        /// file (as `lb detach`) instead of leaving the data plane running.
+        /// On SIGINT/SIGTERM, detach the program and remove the pins and the instance's state
+        /// files (as `lb detach`) instead of leaving the data plane running.
         #[arg(long)]
         detach_on_exit: bool,
     },
@@ -82,7 +82,7 @@ pub enum Command {
         #[arg(long, value_name = "NAME", default_value = DEFAULT_INSTANCE)]
         instance: Instance,
         /// The state directory `lb run` was given: this instance's files there (its drains in
-        /// progress, `drains-NAME.json`) are removed. Other instances' files and the shared
+        /// progress, `drains-NAME.json`, and its shunting state, `shunt-NAME.json`) are removed. Other instances' files and the shared
         /// contribution accounts (`contributions.json`) are kept.
         #[arg(long, value_name = "DIR", env = "LB_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,

@@ -30,7 +30,8 @@ pub struct ShuntServiceStatus {
     pub why: String,
     /// The same, as data: `{"trigger": "manual", "reason": "surge"}` and the like.
     pub trigger: serde_json::Value,
-    /// Times the pool opened (closed -> opening) since lb started.
+    /// Times the pool opened (closed -> opening) since the data plane started (kept across
+    /// restarts that adopt it).
     pub opened_total: u64,
     pub backends: Vec<ShuntBackendStatus>,
     /// The last events (at most 50), oldest first.

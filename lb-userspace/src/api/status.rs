@@ -23,6 +23,16 @@ pub struct Status {
     /// `ip netns exec`): /proc/<lb's pid>/root/sys/fs/bpf/lb/<instance>.
     #[serde(default)]
     pub pin_dir_outside: Option<String>,
+    /// The map layout version of the data plane (`LB_LAYOUT`, README "Layouts").
+    #[serde(default)]
+    pub layout_version: String,
+    /// This lb adopted the data plane an earlier lb left running (sessions, counters and
+    /// shunting state kept); false: it attached a fresh one (first start, or `--fresh`).
+    #[serde(default)]
+    pub adopted: bool,
+    /// When this lb started, Unix seconds.
+    #[serde(default)]
+    pub started_at: i64,
     pub interfaces: Vec<String>,
     pub xdp_mode: String,
     pub services: Vec<ServiceStatus>,
@@ -68,7 +78,7 @@ pub struct ShuntSummary {
     /// Unix seconds.
     pub since: i64,
     pub why: String,
-    /// Times the pool opened since lb started.
+    /// Times the pool opened since the data plane started (kept across restarts that adopt it).
     pub opened_total: u64,
 }
 
@@ -167,6 +177,8 @@ pub fn render_text(s: &Status) -> String {
             None => writeln!(out, "maps pinned at {dir}"),
         };
     }
+    let how = if s.adopted { "adopted from an earlier lb" } else { "attached fresh" };
+    let _ = writeln!(out, "data plane: layout {}, {how}; this lb runs since {}", s.layout_version, super::shunt::when(s.started_at));
     let _ = writeln!(out, "interfaces: {} (xdp {})", s.interfaces.join(", "), s.xdp_mode);
     let _ = match (s.sessions_active, s.session_count_age_secs) {
         (Some(active), Some(age)) => writeln!(

@@ -25,23 +25,37 @@ use crate::{
 
 const VERSION: u32 = 1;
 
+/// The kinds of document each instance keeps in the state directory, as `<kind>-<instance>`.
+const INSTANCE_DOCUMENTS: [&str; 2] = ["drains", "shunt"];
+
 /// The document of `instance`'s drains: `drains-<instance>`, or, for a name a document cannot
 /// carry (upper case, longer than 57), `drains-h<FNV-1a hash of the name>`.
 fn document_name(instance: &str) -> String {
-    let plain = instance.len() <= 57 && instance.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if plain {
-        return format!("drains-{instance}");
-    }
-    let h = instance.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    format!("drains-h{h:016x}")
+    instance_document("drains", instance)
 }
 
-/// Removes `instance`'s files from the state directory `dir` (for `lb detach`): its drains
-/// document, a temp file a crash left, and copies set aside as corrupt. Other instances' files
-/// and the shared contribution accounts stay. The paths removed; a missing directory is none.
+/// `instance`'s document of `kind` (one of INSTANCE_DOCUMENTS), named as `document_name` says.
+pub(super) fn instance_document(kind: &str, instance: &str) -> String {
+    let plain = instance.len() <= 57 && instance.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if plain {
+        return format!("{kind}-{instance}");
+    }
+    let h = instance.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    format!("{kind}-h{h:016x}")
+}
+
+/// Removes `instance`'s files from the state directory `dir` (for `lb detach`): its documents
+/// (drains, shunting), a temp file a crash left, and copies set aside as corrupt. Other
+/// instances' files and the shared contribution accounts stay. The paths removed; a missing
+/// directory is none.
 pub fn remove_instance_files(dir: &std::path::Path, instance: &str) -> std::io::Result<Vec<std::path::PathBuf>> {
-    let document = document_name(instance);
-    let (file, temp, aside) = (format!("{document}.json"), format!(".{document}.json.tmp"), format!("{document}.json.corrupt-"));
+    let names: Vec<(String, String, String)> = INSTANCE_DOCUMENTS
+        .iter()
+        .map(|kind| {
+            let document = instance_document(kind, instance);
+            (format!("{document}.json"), format!(".{document}.json.tmp"), format!("{document}.json.corrupt-"))
+        })
+        .collect();
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -52,7 +66,7 @@ pub fn remove_instance_files(dir: &std::path::Path, instance: &str) -> std::io::
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name == file || name == temp || name.starts_with(&aside) {
+        if names.iter().any(|(file, temp, aside)| name == file || name == temp || name.starts_with(aside.as_str())) {
             std::fs::remove_file(entry.path())?;
             removed.push(entry.path());
         }
@@ -215,8 +229,8 @@ mod tests {
     fn removing_an_instances_files_keeps_other_instances_and_the_accounts() {
         let dir = temp_dir("remove");
         std::fs::create_dir_all(&dir).expect("dir");
-        let mine = ["drains-web.json", ".drains-web.json.tmp", "drains-web.json.corrupt-1700000000"];
-        let others = ["drains-web-2.json", "drains-webx.json", ".drains-web-2.json.tmp", "contributions.json"];
+        let mine = ["drains-web.json", ".drains-web.json.tmp", "drains-web.json.corrupt-1700000000", "shunt-web.json", ".shunt-web.json.tmp"];
+        let others = ["drains-web-2.json", "drains-webx.json", ".drains-web-2.json.tmp", "shunt-web-2.json", "contributions.json"];
         for name in mine.iter().chain(&others) {
             std::fs::write(dir.join(name), b"{}").expect("write");
         }

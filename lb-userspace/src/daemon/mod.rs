@@ -17,6 +17,7 @@ mod ops;
 mod preflight;
 mod rates;
 mod sessions;
+mod shunt_file;
 mod shunt_samples;
 mod shunting;
 mod state;
@@ -56,7 +57,7 @@ pub struct RunArgs {
     pub control_token_file: Option<PathBuf>,
     /// Names the pin directory, /sys/fs/bpf/lb/<instance>.
     pub instance: Instance,
-    /// What survives a restart (the contribution accounts) is kept here.
+    /// What survives a restart (the contribution accounts, drains, shunting) is kept here.
     pub state_dir: PathBuf,
     /// Discard the pins found (another layout, or on purpose) instead of adopting them.
     pub fresh: bool,
@@ -71,6 +72,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     preflight::check(&args.interfaces, &config)?;
     let accounts = accounts::Accounts::load(FileStore::open(&args.state_dir)?)?;
     let drain_file = drains::DrainFile::load(FileStore::open(&args.state_dir)?, &args.instance.to_string())?;
+    let shunt_file = shunt_file::ShuntFile::load(FileStore::open(&args.state_dir)?, &args.instance.to_string())?;
     // A running instance of the same name, or pins of another layout, refuse this one before
     // any socket is bound. From here on a failure of a fresh start drops `pins`, which removes
     // the directory and whatever was pinned; an adopted directory stays as it was found.
@@ -117,7 +119,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ => "attached; backends enter service as their health checks pass",
         }
     );
-    let mut daemon = Daemon::start(balancer, args, accounts, drain_file).await?;
+    let mut daemon = Daemon::start(balancer, args, accounts, drain_file, shunt_file).await?;
     // Scrapes are rendered on this loop (the daemon's data has one owner); the HTTP side only
     // carries them. Without a listener the channel has no sender and its branch stays idle.
     let (scrape_tx, mut scrapes) = mpsc::channel::<metrics::http::ScrapeRequest>(8);

@@ -20,6 +20,7 @@ use super::{
     hooks,
     rates::RateMeter,
     sessions::SessionCensus,
+    shunt_file::{SavedService, SavedServices},
     shunt_samples::{Measured, measure, observations, service_sample},
 };
 use crate::{
@@ -64,7 +65,8 @@ struct Shunted {
     shunt: ServiceShunt,
     /// Events already logged (`ServiceShunt::events_pushed` when last logged).
     logged: u64,
-    /// Times the pool went from closed to opening since lb started.
+    /// Times the pool went from closed to opening since the data plane started (kept across
+    /// restarts that adopt it).
     opened_total: u64,
     /// When the pool last began closing, while it is closing: its drain is decided only on a
     /// session count that started after (`SessionCensus::taken`).
@@ -133,6 +135,46 @@ impl Shunting {
         self.services = services;
         self.alerts.retain(|name, _| config.services.iter().any(|s| s.name == *name && s.load_alerts.is_some()));
         self.last.retain(|name, _| config.services.iter().any(|s| s.name == *name));
+    }
+
+    /// What to save for the next lb (`shunt_file`): every shunted service's state.
+    pub fn saved(&self) -> SavedServices {
+        let saved = |s: &Shunted| SavedService { shunt: s.shunt.snapshot(), opened_total: s.opened_total };
+        self.services.iter().map(|(name, s)| (name.clone(), saved(s))).collect()
+    }
+
+    /// Before the first tick of a start that adopted the data plane: every shunted service
+    /// takes up the state an earlier lb saved for it, where the config allows (as a reload
+    /// would); a saved service the config no longer shunts is forgotten, without on_close.
+    /// Nothing runs now: no hook, no map write. Lines to log, one per saved service.
+    pub fn restore(&mut self, saved: SavedServices) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (name, saved) in saved {
+            let Some(s) = self.services.get_mut(&name) else {
+                let state = saved.shunt.state().as_str();
+                lines.push(format!(
+                    "service {name}: saved shunt state ({state}) dropped: the config has no such service with a \
+                     [service.shunt]; on_close does not run"
+                ));
+                continue;
+            };
+            let restored = s.shunt.restore(saved.shunt);
+            s.opened_total = saved.opened_total;
+            // The restored events were logged by the lb that saved them.
+            s.logged = s.shunt.events_pushed();
+            // A drain is decided only on a count of this lb, all of which start after now.
+            s.closing_began = (s.shunt.state() == ShuntState::Closing).then(Instant::now);
+            let since = crate::api::when(s.shunt.status().since);
+            let mut line = format!("{} since {since} goes on", self.describe(&name));
+            if !restored.rules_kept {
+                line += "; the shunt rules changed: their claim and streaks start over";
+            }
+            if !restored.dropped_backends.is_empty() {
+                line += &format!("; overflow backends no longer in the config forgotten: {:?}", restored.dropped_backends);
+            }
+            lines.push(line);
+        }
+        lines
     }
 
     /// Hands a command to the service's policy; it takes effect at the next tick.

@@ -12,6 +12,7 @@ use super::{
     accounts::Accounts,
     checkers::Checkers,
     drains::DrainFile,
+    shunt_file::ShuntFile,
     ops::{DrainReply, ShuntReply},
     preflight,
     rates::RateMeter,
@@ -46,16 +47,39 @@ pub(super) struct Daemon {
     pub control_replies: Vec<ControlReply>,
     /// The drains in progress as saved in the state directory (for the next lb).
     drain_file: DrainFile,
+    /// The shunting state as saved in the state directory (for the next lb).
+    shunt_file: ShuntFile,
+    /// When this lb started, Unix seconds (`lb status`).
+    pub started_at: crate::policy::UnixSecs,
     checkers: Checkers,
 }
 
 impl Daemon {
-    /// Starts a health checker for every backend.
-    pub async fn start(balancer: Balancer, args: RunArgs, accounts: Accounts, drain_file: DrainFile) -> Result<Daemon, DataplaneError> {
+    /// Starts a health checker for every backend. The shunting state an earlier lb saved is
+    /// taken up if the data plane was adopted (before the first tick: a pool open stays open).
+    pub async fn start(
+        balancer: Balancer,
+        args: RunArgs,
+        accounts: Accounts,
+        drain_file: DrainFile,
+        mut shunt_file: ShuntFile,
+    ) -> Result<Daemon, DataplaneError> {
         let (events_tx, events) = unbounded_channel();
         let health = StatusTable::default();
         let sessions = SessionCensus::of(balancer.dataplane().session_reader());
-        let shunting = Shunting::new(&balancer.running_config(), accounts, unix_now());
+        let started_at = unix_now();
+        let mut shunting = Shunting::new(&balancer.running_config(), accounts, started_at);
+        let saved = shunt_file.take_loaded();
+        if balancer.dataplane().adopted() {
+            for l in shunting.restore(saved) {
+                tracing::info!("{l}");
+            }
+        } else if !saved.is_empty() {
+            tracing::info!(
+                services = saved.len(),
+                "first start: the saved shunting state is not used (the maps start empty: every overflow pool starts closed) and is replaced"
+            );
+        }
         let mut daemon = Daemon {
             balancer,
             args,
@@ -69,6 +93,8 @@ impl Daemon {
             shunt_replies: Vec::new(),
             control_replies: Vec::new(),
             drain_file,
+            shunt_file,
+            started_at,
         };
         daemon.sync_checkers().await?;
         Ok(daemon)
@@ -124,6 +150,7 @@ impl Daemon {
             self.changed(&lines).await?;
         }
         self.drain_file.save_if_changed(&self.balancer);
+        self.shunt_file.save_if_changed(&self.shunting);
         Ok(())
     }
 
@@ -155,13 +182,14 @@ impl Daemon {
         Ok(lines)
     }
 
-    /// Stops the checkers and saves the accounts and the drains in progress. The data plane goes on forwarding with the
+    /// Stops the checkers and saves the accounts, the drains in progress and the shunting state. The data plane goes on forwarding with the
     /// last tables (its links and maps are pinned) for the next `lb run` to adopt, unless
     /// `--detach-on-exit` asked to detach and unpin.
     pub async fn shutdown(&mut self) {
         self.checkers.stop_all().await;
         self.shunting.accounts.save_now().await;
         self.drain_file.save_if_changed(&self.balancer);
+        self.shunt_file.save_if_changed(&self.shunting);
         if self.args.detach_on_exit {
             self.balancer.dataplane_mut().detach_and_unpin();
             // As `lb detach`: the instance's state files go too (not the shared accounts).

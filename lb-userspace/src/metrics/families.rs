@@ -247,7 +247,7 @@ fn shunting(enc: &mut DescriptorEncoder, status: &Status) -> fmt::Result {
         enc,
         "lb_shunt_openings_total",
         counter,
-        "Times the service's overflow pool opened (closed -> opening) since lb started.",
+        "Times the service's overflow pool opened (closed -> opening) since the data plane started (kept across restarts that adopt it).",
         shunted().map(|(l, sh)| (l, sh.opened_total.into())),
     )?;
     let all: Vec<Backend> = status

@@ -68,6 +68,9 @@ pub(crate) fn status(scale: u64) -> Status {
         instance: "default".into(),
         pin_dir: Some("/sys/fs/bpf/lb/default".into()),
         pin_dir_outside: None,
+        layout_version: "r1-0123456789abcdef".into(),
+        adopted: true,
+        started_at: 1_700_000_000,
         interfaces: vec!["eth0".into(), "eth1".into()],
         xdp_mode: "native".into(),
         services: vec![

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{OverflowBackendState, RuleHeld, ShuntState, UnixSecs};
 
@@ -13,7 +13,7 @@ use super::{OverflowBackendState, RuleHeld, ShuntState, UnixSecs};
 pub const EVENTS_KEPT: usize = 50;
 
 /// The trigger behind a decision, with the value that fired it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "trigger", rename_all = "snake_case")]
 pub enum Why {
     /// `lb shunt open|close` (reason as given, may be empty).
@@ -26,8 +26,8 @@ pub enum Why {
     ExternalExpired { reason: String },
     /// An enter rule held.
     Rule(RuleHeld),
-    /// Every exit rule held.
-    ExitRules(Vec<RuleHeld>),
+    /// Every exit rule held. (A struct variant: a tagged newtype of a list has no JSON form.)
+    ExitRules { rules: Vec<RuleHeld> },
     /// A scheduled window is in progress.
     Window { start: UnixSecs, end: UnixSecs },
     WindowEnded { end: UnixSecs },
@@ -52,7 +52,7 @@ impl fmt::Display for Why {
             Why::External { reason: r, expires_at: None } => write!(f, "external push{}", reason(r)),
             Why::ExternalExpired { reason: r } => write!(f, "external push expired{}", reason(r)),
             Why::Rule(held) => write!(f, "enter rule {held}"),
-            Why::ExitRules(held) => {
+            Why::ExitRules { rules: held } => {
                 let all: Vec<String> = held.iter().map(ToString::to_string).collect();
                 write!(f, "exit rules {}", all.join(", "))
             }
@@ -68,7 +68,7 @@ impl fmt::Display for Why {
 }
 
 /// What happened.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
     /// The pool moved from one state to another.
@@ -80,13 +80,13 @@ pub enum EventKind {
     /// An automatic close is held back by min_open_secs.
     CloseDeferred,
     /// A command of the operator (`manual`) or of an external system (`external`).
-    Command { source: &'static str, action: &'static str },
+    Command { source: String, action: String },
     /// An overflow backend's own report (`ready` / `closing`).
     BackendReported { backend: SocketAddr, report: super::BackendReport },
     Backend { backend: SocketAddr, from: OverflowBackendState, to: OverflowBackendState },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub at: UnixSecs,
     #[serde(flatten)]
@@ -115,9 +115,9 @@ impl fmt::Display for Event {
 /// The last EVENTS_KEPT events, oldest first.
 #[derive(Debug, Clone, Default)]
 pub struct EventLog {
-    events: VecDeque<Event>,
+    pub(super) events: VecDeque<Event>,
     /// Events ever pushed, so a reader can tell which are new once the log is full.
-    pushed: u64,
+    pub(super) pushed: u64,
 }
 
 impl EventLog {

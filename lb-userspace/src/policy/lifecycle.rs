@@ -11,11 +11,11 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Demand, EventKind, EventLog, UnixSecs, Why};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ShuntState {
     Closed,
@@ -50,13 +50,13 @@ pub enum Hook {
 
 #[derive(Debug, Clone)]
 pub struct Lifecycle {
-    state: ShuntState,
-    since: UnixSecs,
-    why: Why,
+    pub(super) state: ShuntState,
+    pub(super) since: UnixSecs,
+    pub(super) why: Why,
     /// When the pool last left closed (or closing): min_open_secs counts from here.
-    opened_at: UnixSecs,
+    pub(super) opened_at: UnixSecs,
     /// The current deferral of a close has been logged.
-    deferral_logged: bool,
+    pub(super) deferral_logged: bool,
     min_open: i64,
     drain_timeout: i64,
 }

@@ -9,6 +9,7 @@
 //! - `overflow_backends`: each overflow backend's state and the set that takes new flows;
 //! - `service`: one service's shunting put together (`ServiceShunt`), what the daemon holds;
 //! - `events`: what was decided and why (the last 50 per service);
+//! - `snapshot`: a service's shunting saved to outlive lb, and taken up by the next one;
 //! - `quota`: which backends are full, and the `primary_load` metric;
 //! - `alerts`: per-backend load alert crossings;
 //! - `contribution`: what each overflow backend served, by address.
@@ -23,6 +24,7 @@ mod quota;
 mod rules;
 mod sample;
 mod service;
+mod snapshot;
 mod triggers;
 
 #[cfg(test)]
@@ -38,6 +40,7 @@ pub use quota::{QuotaUse, full_backends, primary_load};
 pub use rules::{RuleEdge, RuleEvaluator, RuleHeld};
 pub use sample::{BackendSample, ServiceSample};
 pub use service::{HookRun, Reconfigured, ServiceShunt, ShuntStatus, TickOutcome};
+pub use snapshot::{Restored, ShuntSnapshot};
 pub use triggers::{Demand, ExternalCommand, ManualCommand, Triggers};
 
 /// Seconds since the Unix epoch: the policy's only clock, passed in by the caller.

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::{EventKind, EventLog, PolicyError, ShuntState, UnixSecs, Why};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OverflowBackendState {
     Closed,
@@ -81,13 +81,13 @@ pub struct OverflowBackend {
     pub sessions: u64,
     /// It has been open since the pool last opened (so an opening is counted once).
     #[serde(skip)]
-    opened_this_cycle: bool,
+    pub(super) opened_this_cycle: bool,
 }
 
 /// The overflow backends of one service, in the order of the config.
 #[derive(Debug, Clone, Default)]
 pub struct OverflowBackends {
-    backends: Vec<OverflowBackend>,
+    pub(super) backends: Vec<OverflowBackend>,
 }
 
 impl OverflowBackends {

@@ -5,21 +5,42 @@
 //! enter and exit thresholds of one metric cannot overlap (config validation), and each rule
 //! needs a streak, not a single sample.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize, de::IntoDeserializer};
 
 use super::ServiceSample;
-use crate::config::{ShuntConfig, ShuntRule};
+use crate::config::{Metric, ShuntConfig, ShuntRule, Threshold};
 
 /// A rule that held, and the value of the sample that completed its streak.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RuleHeld {
-    #[serde(serialize_with = "as_text")]
+    #[serde(serialize_with = "as_text", deserialize_with = "from_text")]
     pub rule: ShuntRule,
     pub value: f64,
 }
 
 fn as_text<S: serde::Serializer>(rule: &ShuntRule, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(rule)
+}
+
+/// A rule as `as_text` wrote it (`new_sessions_per_sec above 1500 for 3 s`), read back from a
+/// saved shunt state.
+fn from_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ShuntRule, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_rule(&text).ok_or_else(|| serde::de::Error::custom(format!("not a shunt rule: {text:?}")))
+}
+
+fn parse_rule(text: &str) -> Option<ShuntRule> {
+    let words: Vec<&str> = text.split(' ').collect();
+    let [metric, side, value, "for", for_secs, "s"] = words[..] else { return None };
+    let metric: Result<Metric, serde::de::value::Error> = Metric::deserialize(metric.into_deserializer());
+    let metric = metric.ok()?;
+    let value = value.parse().ok()?;
+    let threshold = match side {
+        "above" => Threshold::Above(value),
+        "below" => Threshold::Below(value),
+        _ => return None,
+    };
+    Some(ShuntRule { metric, threshold, for_secs: for_secs.parse().ok()? })
 }
 
 impl std::fmt::Display for RuleHeld {
@@ -58,7 +79,7 @@ pub struct RuleEvaluator {
     enter: Vec<Streak>,
     exit: Vec<Streak>,
     /// Set while the rules claim the pool open: the enter rule that did it.
-    claim: Option<RuleHeld>,
+    pub(super) claim: Option<RuleHeld>,
 }
 
 impl RuleEvaluator {

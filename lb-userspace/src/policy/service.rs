@@ -53,12 +53,12 @@ pub struct ShuntStatus {
 #[derive(Debug, Clone)]
 pub struct ServiceShunt {
     service: String,
-    config: ShuntConfig,
-    rules: RuleEvaluator,
-    triggers: Triggers,
-    lifecycle: Lifecycle,
-    backends: OverflowBackends,
-    events: EventLog,
+    pub(super) config: ShuntConfig,
+    pub(super) rules: RuleEvaluator,
+    pub(super) triggers: Triggers,
+    pub(super) lifecycle: Lifecycle,
+    pub(super) backends: OverflowBackends,
+    pub(super) events: EventLog,
 }
 
 impl ServiceShunt {
@@ -132,7 +132,7 @@ impl ServiceShunt {
         match self.rules.observe(sample) {
             Some(RuleEdge::Enter(held)) => self.events.push(now, EventKind::TriggerFired, Why::Rule(held)),
             Some(RuleEdge::Exit(held)) => {
-                let why = Why::ExitRules(held);
+                let why = Why::ExitRules { rules: held };
                 self.triggers.rules_withdrawn(why.clone());
                 self.events.push(now, EventKind::TriggerWithdrawn, why);
             }

@@ -13,7 +13,7 @@
 //! Why the pool is open is the claim that opened it, in the order manual, external, window,
 //! rules when several come at once; why it closes is the claim that went last.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{EventKind, RuleHeld, UnixSecs, Why};
 use crate::config::ShuntWindow;
@@ -44,25 +44,25 @@ pub enum Demand {
     ForceClose(Why),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct ManualHold {
-    open: bool,
-    reason: String,
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct ManualHold {
+    pub(super) open: bool,
+    pub(super) reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct ExternalClaim {
-    reason: String,
-    expires_at: Option<UnixSecs>,
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct ExternalClaim {
+    pub(super) reason: String,
+    pub(super) expires_at: Option<UnixSecs>,
 }
 
 /// The manual and external commands in force and the window in progress.
 #[derive(Debug, Clone)]
 pub struct Triggers {
-    manual: Option<ManualHold>,
-    external: Option<ExternalClaim>,
-    window: Option<ShuntWindow>,
-    last_withdrawn: Why,
+    pub(super) manual: Option<ManualHold>,
+    pub(super) external: Option<ExternalClaim>,
+    pub(super) window: Option<ShuntWindow>,
+    pub(super) last_withdrawn: Why,
 }
 
 impl Default for Triggers {
@@ -91,7 +91,7 @@ impl Triggers {
                 ("release", Why::ManualReleased)
             }
         };
-        vec![(EventKind::Command { source: "manual", action }, why)]
+        vec![(EventKind::Command { source: "manual".into(), action: action.into() }, why)]
     }
 
     /// An external open replaces (renews) any earlier one; a TTL counts from `now`.
@@ -100,11 +100,11 @@ impl Triggers {
             ExternalCommand::Open { reason, ttl_secs } => {
                 let expires_at = ttl_secs.map(|ttl| now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
                 self.external = Some(ExternalClaim { reason: reason.clone(), expires_at });
-                vec![(EventKind::Command { source: "external", action: "open" }, Why::External { reason, expires_at })]
+                vec![(EventKind::Command { source: "external".into(), action: "open".into() }, Why::External { reason, expires_at })]
             }
             ExternalCommand::Close { reason } => {
                 let why = Why::External { reason, expires_at: None };
-                let mut events = vec![(EventKind::Command { source: "external", action: "close" }, why.clone())];
+                let mut events = vec![(EventKind::Command { source: "external".into(), action: "close".into() }, why.clone())];
                 if self.external.take().is_some() {
                     self.last_withdrawn = why.clone();
                     events.push((EventKind::TriggerWithdrawn, why));

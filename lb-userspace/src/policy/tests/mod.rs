@@ -7,6 +7,7 @@ mod overflow_backends;
 mod quota;
 mod rules;
 mod service;
+mod snapshot;
 mod triggers;
 
 use std::net::SocketAddr;

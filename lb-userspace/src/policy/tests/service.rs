@@ -61,7 +61,7 @@ fn load_opens_the_pool_its_backends_take_flows_and_it_closes_by_draining() {
         }
     }
     assert_eq!(closing_at, Some(opened + 10));
-    assert!(matches!(s.status().why, Why::ExitRules(_)));
+    assert!(matches!(s.status().why, Why::ExitRules { .. }));
     // Sessions end: closed, on_close runs.
     let (closed, _) = step(&mut s, 100.0, true, 0);
     assert_eq!(s.state(), ShuntState::Closed);

@@ -19,7 +19,7 @@ fn svc() -> ServiceConfig {
 
 fn demand(t: &mut Triggers, rules: &mut RuleEvaluator, now: UnixSecs, load: f64) -> Demand {
     if let Some(RuleEdge::Exit(held)) = rules.observe(&new_sessions(load)) {
-        t.rules_withdrawn(Why::ExitRules(held));
+        t.rules_withdrawn(Why::ExitRules { rules: held });
     }
     t.refresh(now, &svc().shunt.expect("shunt").windows);
     t.demand(rules.claim())
@@ -91,7 +91,7 @@ fn rules_hold_the_pool_until_their_exit_and_the_close_names_it() {
     let d = demand(&mut t, &mut rules, T0, 2000.0);
     assert!(matches!(d, Demand::Open(Why::Rule(held)) if held.value == 2000.0), "{d:?}");
     assert!(is_open(&demand(&mut t, &mut rules, T0 + 1, 1000.0)), "between the thresholds: no change");
-    assert!(matches!(demand(&mut t, &mut rules, T0 + 2, 500.0), Demand::Close(Why::ExitRules(_))));
+    assert!(matches!(demand(&mut t, &mut rules, T0 + 2, 500.0), Demand::Close(Why::ExitRules { .. })));
 }
 
 #[test]
