@@ -70,8 +70,9 @@ struct BackendSnapshot {
     /// Its own report (`ready` / `closing`), until the pool closes.
     report: Option<BackendReport>,
     healthy: bool,
-    /// Its sessions as last counted: a draining backend stays draining until the new lb has
-    /// counted them itself.
+    /// Its sessions as last counted, while it drains (0 otherwise: a count that moves every
+    /// second would rewrite the document every second): a draining backend stays draining until
+    /// the new lb has counted them itself.
     sessions: u64,
     opened_this_cycle: bool,
 }
@@ -123,7 +124,7 @@ impl ServiceShunt {
                     since: b.since,
                     report: b.report,
                     healthy: b.healthy,
-                    sessions: b.sessions,
+                    sessions: if b.state == OverflowBackendState::Draining { b.sessions } else { 0 },
                     opened_this_cycle: b.opened_this_cycle,
                 })
                 .collect(),
