@@ -62,7 +62,7 @@ pub fn run(rounds: usize) -> Result<Vec<CensusRound>> {
         let mut walk_end = None;
         let mut event = None;
         while walk_end.is_none() || event.is_none() {
-            let (line, at) = next_line(&lines, |l| Some(plain(l)))?;
+            let (line, at) = next_line(&lines, |l| Some(crate::child::plain(l)))?;
             if line.contains("counted SESSIONS") && walk_end.is_none() {
                 walk_end = Some((field(&line, "walk_us")?, at));
             } else if line.contains("backend health changed") && line.contains("state=\"down\"") {
@@ -89,20 +89,6 @@ fn next_line<T>(lines: &Receiver<String>, pick: impl Fn(&str) -> Option<T>) -> R
             return Ok((t, Instant::now()));
         }
     }
-}
-
-/// The line without terminal colours (in case NO_COLOR is not honoured).
-fn plain(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            chars.by_ref().find(|c| c.is_ascii_alphabetic());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// `name=<microseconds>` from a log line.

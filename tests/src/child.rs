@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
 /// How much of the child's stderr is kept for error messages.
-const STDERR_TAIL: usize = 4096;
+const STDERR_TAIL: usize = 32 * 1024;
 
 /// Kills (SIGKILL to the whole process group) and reaps the child on Drop.
 #[derive(Debug)]
@@ -158,4 +158,18 @@ impl Drop for ChildGuard {
     fn drop(&mut self) {
         let _ = self.kill();
     }
+}
+
+/// The text without terminal colours (lb colours its log unless NO_COLOR is set).
+pub fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| c.is_ascii_alphabetic());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

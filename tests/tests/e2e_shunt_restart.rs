@@ -214,6 +214,10 @@ fn open_pools_their_commands_ttl_and_reports_survive_a_restart_without_hooks_or_
     lb.wait_for("web's primary marked full after the restart", WAIT, |s| full(s, &topo) && s["session_count_age_secs"].is_number())?;
     let seen = tcp_ask(topo.client().ns(), vip(), 80, T)?;
     ensure!(seen == "backend2", "after the restart, a new connection with the primary full went to {seen}");
+    // The mark was kept through the restart, not lifted until the new lb counted sessions.
+    let log_after = lb_tests::child::plain(&lb.process.stderr_tail());
+    let lifted = log_after.lines().any(|l| l.contains("backend full mark") && l.contains("full=false"));
+    ensure!(!lifted, "the primary's full mark was lifted at the restart: {log_after}");
 
     // Ticks have run since: no hook ran again, no pool went through a transition.
     ensure!(hook_lines(&log) == opened, "hooks ran at the restart: {:?}", hook_lines(&log));

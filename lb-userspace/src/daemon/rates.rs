@@ -14,6 +14,8 @@ pub(super) struct RateMeter {
     last: HashMap<Key, (Instant, Counters)>,
     rates: HashMap<Key, Rates>,
     deltas: HashMap<Key, Counters>,
+    /// Samples taken: rates exist from the second on.
+    samples: u64,
 }
 
 impl RateMeter {
@@ -36,6 +38,12 @@ impl RateMeter {
         self.last = last;
         self.rates = rates;
         self.deltas = deltas;
+        self.samples += 1;
+    }
+
+    /// Whether rates have been measured yet (two samples taken).
+    pub fn has_rates(&self) -> bool {
+        self.samples >= 2
     }
 
     /// What the backend was counted for since the previous sample (all of it at its first).

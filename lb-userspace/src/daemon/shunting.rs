@@ -206,7 +206,14 @@ impl Shunting {
         for (name, measured) in measured {
             let config = &balancer.service(&name)?.config;
             let samples: Vec<_> = measured.iter().map(Measured::sample).collect();
-            let full = full_backends(config, &samples);
+            // The marks are decided on a session count and a byte rate. Until this lb has both
+            // (its first seconds), they stay as they are: an adopted data plane keeps the marks
+            // the earlier lb set, rather than lifting them for a second at every restart.
+            let full = if census.taken().is_some() && rates.has_rates() {
+                full_backends(config, &samples)
+            } else {
+                balancer.service(&name)?.backends.iter().filter(|b| b.full).map(|b| b.addr).collect()
+            };
             if config.load_alerts.is_some() {
                 let alerts = self.alerts.entry(name.clone()).or_default();
                 for a in alerts.observe(now, config, &samples) {
