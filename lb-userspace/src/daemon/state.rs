@@ -12,6 +12,7 @@ use super::{
     accounts::Accounts,
     checkers::Checkers,
     drains::DrainFile,
+    running::RunningFile,
     ops::{DrainReply, ShuntReply},
     preflight,
     rates::RateMeter,
@@ -46,12 +47,20 @@ pub(super) struct Daemon {
     pub control_replies: Vec<ControlReply>,
     /// The drains in progress as saved in the state directory (for the next lb).
     drain_file: DrainFile,
+    /// The running services (live changes) as saved in the state directory.
+    running_file: RunningFile,
     checkers: Checkers,
 }
 
 impl Daemon {
     /// Starts a health checker for every backend.
-    pub async fn start(balancer: Balancer, args: RunArgs, accounts: Accounts, drain_file: DrainFile) -> Result<Daemon, DataplaneError> {
+    pub async fn start(
+        balancer: Balancer,
+        args: RunArgs,
+        accounts: Accounts,
+        drain_file: DrainFile,
+        running_file: RunningFile,
+    ) -> Result<Daemon, DataplaneError> {
         let (events_tx, events) = unbounded_channel();
         let health = StatusTable::default();
         let sessions = SessionCensus::of(balancer.dataplane().session_reader());
@@ -69,7 +78,10 @@ impl Daemon {
             shunt_replies: Vec::new(),
             control_replies: Vec::new(),
             drain_file,
+            running_file,
         };
+        // What this start applied is the running state now (a first start replaces the saved one).
+        daemon.running_file.save_if_changed(&daemon.balancer);
         daemon.sync_checkers().await?;
         Ok(daemon)
     }
@@ -98,12 +110,13 @@ impl Daemon {
         Ok(())
     }
 
-    /// Logs and follows up a change of the running services: its lines, then the checkers
-    /// and shunting.
+    /// Logs and follows up a change of the running services: its lines, then the saved
+    /// running services, the checkers and shunting.
     pub async fn changed(&mut self, lines: &[String]) -> Result<(), DataplaneError> {
         for l in lines {
             tracing::info!("{l}");
         }
+        self.running_file.save_if_changed(&self.balancer);
         self.shunting.reconfigure(&self.balancer.running_config(), unix_now());
         self.sync_checkers().await
     }
@@ -124,6 +137,8 @@ impl Daemon {
             self.changed(&lines).await?;
         }
         self.drain_file.save_if_changed(&self.balancer);
+        // Normally saved by `changed` already; this retries a write that failed.
+        self.running_file.save_if_changed(&self.balancer);
         Ok(())
     }
 
@@ -145,23 +160,26 @@ impl Daemon {
     /// one this host cannot serve) changes nothing.
     pub async fn reload(&mut self) -> anyhow::Result<Vec<String>> {
         const REFUSED: &str = "reload refused, nothing changed";
-        let config = Config::load(&self.args.config).context(REFUSED)?;
+        let (config, digest) = Config::load_with_digest(&self.args.config).context(REFUSED)?;
         preflight::check(&self.args.interfaces, &config).context(REFUSED)?;
         let lines = self.balancer.reconcile(&config).map_err(|e| match e {
             LiveError::Dataplane(_) => anyhow::Error::new(e),
             refused => anyhow::Error::new(refused).context(REFUSED),
         })?;
+        // The running services are this file's now, live changes undone.
+        self.running_file.rebase(config, digest);
         self.changed(&lines).await?;
         Ok(lines)
     }
 
-    /// Stops the checkers and saves the accounts and the drains in progress. The data plane goes on forwarding with the
-    /// last tables (its links and maps are pinned) for the next `lb run` to adopt, unless
+    /// Stops the checkers and saves the accounts, the drains in progress and the running
+    /// services. The data plane goes on forwarding with the last tables (its links and maps are pinned) for the next `lb run` to adopt, unless
     /// `--detach-on-exit` asked to detach and unpin.
     pub async fn shutdown(&mut self) {
         self.checkers.stop_all().await;
         self.shunting.accounts.save_now().await;
         self.drain_file.save_if_changed(&self.balancer);
+        self.running_file.save_if_changed(&self.balancer);
         if self.args.detach_on_exit {
             self.balancer.dataplane_mut().detach_and_unpin();
             // As `lb detach`: the instance's state files go too (not the shared accounts).
