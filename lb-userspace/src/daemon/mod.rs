@@ -10,6 +10,7 @@ mod checkers;
 mod control_orders;
 mod drains;
 mod explain;
+mod health_file;
 mod hooks;
 mod instance_files;
 mod live_changes;
@@ -74,6 +75,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     preflight::check(&args.interfaces, &config)?;
     let accounts = accounts::Accounts::load(FileStore::open(&args.state_dir)?)?;
     let drain_file = drains::DrainFile::load(FileStore::open(&args.state_dir)?, &args.instance.to_string())?;
+    let health_file = health_file::HealthFile::load(FileStore::open(&args.state_dir)?, &args.instance.to_string())?;
     let mut running_file = running::RunningFile::load(FileStore::open(&args.state_dir)?, &args.instance.to_string(), &config, file_digest)?;
     // A running instance of the same name, or pins of another layout, refuse this one before
     // any socket is bound. From here on a failure of a fresh start drops `pins`, which removes
@@ -127,7 +129,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ => "attached; backends enter service as their health checks pass",
         }
     );
-    let mut daemon = Daemon::start(balancer, args, accounts, drain_file, running_file).await?;
+    let mut daemon = Daemon::start(balancer, args, accounts, drain_file, running_file, health_file).await?;
     // Scrapes are rendered on this loop (the daemon's data has one owner); the HTTP side only
     // carries them. Without a listener the channel has no sender and its branch stays idle.
     let (scrape_tx, mut scrapes) = mpsc::channel::<metrics::http::ScrapeRequest>(8);

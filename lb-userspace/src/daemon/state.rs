@@ -12,6 +12,7 @@ use super::{
     accounts::Accounts,
     checkers::Checkers,
     drains::DrainFile,
+    health_file::HealthFile,
     running::RunningFile,
     ops::{DrainReply, ShuntReply},
     preflight,
@@ -49,6 +50,8 @@ pub(super) struct Daemon {
     drain_file: DrainFile,
     /// The running services (live changes) as saved in the state directory.
     running_file: RunningFile,
+    /// The health checkers' history as saved in the state directory.
+    health_file: HealthFile,
     checkers: Checkers,
 }
 
@@ -60,16 +63,22 @@ impl Daemon {
         accounts: Accounts,
         drain_file: DrainFile,
         running_file: RunningFile,
+        mut health_file: HealthFile,
     ) -> Result<Daemon, DataplaneError> {
         let (events_tx, events) = unbounded_channel();
         let health = StatusTable::default();
         let sessions = SessionCensus::of(balancer.dataplane().session_reader());
         let shunting = Shunting::new(&balancer.running_config(), accounts, unix_now());
+        let mut checkers = Checkers::new(events_tx, health.clone());
+        // Adopting, the checkers go on from the history saved at exit where the maps agree.
+        let (histories, lines) = health_file.restore(&balancer, balancer.dataplane().adopted());
+        lines.iter().for_each(|l| tracing::info!("{l}"));
+        checkers.resume_from(histories);
         let mut daemon = Daemon {
             balancer,
             args,
             events,
-            checkers: Checkers::new(events_tx, health.clone()),
+            checkers,
             health,
             rates: RateMeter::default(),
             sessions,
@@ -79,6 +88,7 @@ impl Daemon {
             control_replies: Vec::new(),
             drain_file,
             running_file,
+            health_file,
         };
         // What this start applied is the running state now (a first start replaces the saved one).
         daemon.running_file.save_if_changed(&daemon.balancer);
@@ -139,6 +149,8 @@ impl Daemon {
         self.drain_file.save_if_changed(&self.balancer);
         // Normally saved by `changed` already; this retries a write that failed.
         self.running_file.save_if_changed(&self.balancer);
+        let health = self.health.lock().map(|t| t.clone()).unwrap_or_default();
+        self.health_file.save_if_changed(&health, &self.balancer);
         Ok(())
     }
 
@@ -172,11 +184,12 @@ impl Daemon {
         Ok(lines)
     }
 
-    /// Stops the checkers and saves the accounts, the drains in progress and the running
-    /// services. The data plane goes on forwarding with the last tables (its links and maps are pinned) for the next `lb run` to adopt, unless
+    /// Stops the checkers and saves the accounts, the drains in progress, the running
+    /// services and the checkers' history. The data plane goes on forwarding with the last tables (its links and maps are pinned) for the next `lb run` to adopt, unless
     /// `--detach-on-exit` asked to detach and unpin.
     pub async fn shutdown(&mut self) {
-        self.checkers.stop_all().await;
+        let health = self.checkers.stop_all().await;
+        self.health_file.save_if_changed(&health, &self.balancer);
         self.shunting.accounts.save_now().await;
         self.drain_file.save_if_changed(&self.balancer);
         self.running_file.save_if_changed(&self.balancer);
