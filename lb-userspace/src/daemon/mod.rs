@@ -60,7 +60,8 @@ pub struct RunArgs {
     pub control_token_file: Option<PathBuf>,
     /// Names the pin directory, /sys/fs/bpf/lb/<instance>.
     pub instance: Instance,
-    /// What survives a restart (the contribution accounts) is kept here.
+    /// What survives a restart besides the maps (accounts, drains, running services, health
+    /// history) is kept here.
     pub state_dir: PathBuf,
     /// Discard the pins found (another layout, or on purpose) instead of adopting them.
     pub fresh: bool,
