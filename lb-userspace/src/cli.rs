@@ -63,7 +63,8 @@ pub enum Command {
         #[arg(long, value_name = "NAME", default_value = DEFAULT_INSTANCE)]
         instance: Instance,
         /// Directory for what survives a restart (the overflow backends' contribution
-        /// accounts, the drains in progress); created (mode 0700) if missing.
+        /// accounts, the drains in progress, the running services with their live changes, the
+        /// health checks' history); created (mode 0700) if missing.
         #[arg(long, value_name = "DIR", env = "LB_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
         /// Discard the pins an earlier lb of this instance left (detaching its program) and start
@@ -81,9 +82,9 @@ pub enum Command {
     Detach {
         #[arg(long, value_name = "NAME", default_value = DEFAULT_INSTANCE)]
         instance: Instance,
-        /// The state directory `lb run` was given: this instance's files there (its drains in
-        /// progress, `drains-NAME.json`, and its shunting state, `shunt-NAME.json`) are removed. Other instances' files and the shared
-        /// contribution accounts (`contributions.json`) are kept.
+        /// The state directory `lb run` was given: this instance's files there
+        /// (`drains-NAME.json`, `running-NAME.json`, `health-NAME.json`, `shunt-NAME.json`) are removed. Other
+        /// instances' files and the shared contribution accounts (`contributions.json`) are kept.
         #[arg(long, value_name = "DIR", env = "LB_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },

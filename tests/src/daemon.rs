@@ -254,8 +254,8 @@ impl LbDaemon {
     }
 
     /// `lb detach` of this daemon's instance in `mounts` (lb must have exited), given its state
-    /// directory: afterwards no interface has XDP, the pin directory is gone and so is the
-    /// instance's drains file. Returns what `lb detach` printed.
+    /// directory: afterwards no interface has XDP, the pin directory is gone and so are the
+    /// instance's state files (`state_files`). Returns what `lb detach` printed.
     pub fn detach(&self, mounts: &MountNs) -> Result<String> {
         let lb = lb_binary()?;
         // A test that gave its own --state-dir is not followed here: lb detach would look in
@@ -270,11 +270,19 @@ impl LbDaemon {
         if pins.exists() {
             bail!("{} is still there after lb detach ({out})", pins.display());
         }
-        let drains = self.drains_file().context("no state dir")?;
-        if drains.exists() {
-            bail!("{} is still there after lb detach ({out})", drains.display());
+        for file in self.state_files().context("no state dir")? {
+            if file.exists() {
+                bail!("{} is still there after lb detach ({out})", file.display());
+            }
         }
         Ok(out)
+    }
+
+    /// The files in which this daemon saves what survives a restart besides the maps, in its
+    /// state directory: `drains-`, `running-` (live changes) and `health-<instance>.json`.
+    pub fn state_files(&self) -> Option<[PathBuf; 4]> {
+        let dir = self.state_dir()?;
+        Some(["drains", "running", "health", "shunt"].map(|kind| dir.join(format!("{kind}-{}.json", self.instance))))
     }
 
     /// The file in which this daemon saves its drains in progress (`drains-<instance>.json`

@@ -6,7 +6,7 @@
 //! keep counting. A drain in progress before a restart ends on its original deadline. A layout
 //! change is refused with nothing touched, `--fresh` starts over, a
 //! half-written pin directory is repaired, and `lb detach` leaves nothing (no XDP, pin or
-//! drains file; other instances' state files stay).
+//! state files; other instances' state files stay).
 //!
 //! lb runs in a `MountNs`, whose bpffs outlives each lb as a host's does; the MountNs's end
 //! takes whatever is left with it, also when a test fails.

@@ -6,7 +6,8 @@
 //!
 //! What the maps cannot tell: a drain in progress is seen as a healthy primary backend outside
 //! the table, drained from now (the daemon then gives it the clock it saved in the state
-//! directory, `restore_drain`); live changes not in the file are undone.
+//! directory, `restore_drain`). The config given is the file, or the running services saved at
+//! exit when the file did not change since (`daemon::running`): live changes then survive.
 
 use std::{collections::HashSet, net::SocketAddr, time::Instant};
 

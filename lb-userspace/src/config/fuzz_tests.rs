@@ -73,7 +73,10 @@ proptest! {
             Ok(cfg) => {
                 let again = toml::to_string(&cfg).expect("an accepted config serializes");
                 let reparsed = Config::parse(&again).expect("an accepted config re-validates");
-                prop_assert_eq!(reparsed, cfg);
+                prop_assert_eq!(&reparsed, &cfg);
+                // And as saved in the state directory (the running services, as JSON).
+                let json = serde_json::to_value(&cfg).expect("an accepted config is JSON");
+                prop_assert_eq!(Config::from_json(json, "saved").expect("re-validates from JSON"), cfg);
             }
             Err(e) => prop_assert!(!e.to_string().trim().is_empty(), "a refusal without a reason"),
         }

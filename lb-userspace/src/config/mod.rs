@@ -290,10 +290,32 @@ impl Config {
         Config::parse(&text).map_err(|e| e.in_file(path))
     }
 
+    /// `load`, and the digest of the bytes read (`crate::state::fnv1a64`): what the running
+    /// state was based on, so the next start can tell whether the file changed since.
+    pub fn load_with_digest(path: &Path) -> Result<(Config, u64), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config = Config::parse(&text).map_err(|e| e.in_file(path))?;
+        Ok((config, crate::state::fnv1a64(text.as_bytes())))
+    }
+
     /// Parses and validates configuration text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let raw: schema::RawConfig =
             toml::from_str(text).map_err(|e| ConfigError::from_toml(text, &e))?;
+        validate::config(raw)
+    }
+
+    /// Reads back a configuration saved as JSON (`serde_json::to_value(&config)`, the file's
+    /// shape), through the same validation as a file. `what` names it in errors.
+    pub fn from_json(value: serde_json::Value, what: &str) -> Result<Config, ConfigError> {
+        let raw: schema::RawConfig = serde_json::from_value(value).map_err(|e| ConfigError::Invalid {
+            file: None,
+            at: what.to_string(),
+            message: e.to_string(),
+        })?;
         validate::config(raw)
     }
 }

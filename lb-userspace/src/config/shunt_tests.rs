@@ -114,6 +114,9 @@ fn a_shunted_config_serializes_back_to_itself() {
     let cfg = Config::parse(&with_alerts).expect("valid");
     let text = toml::to_string(&cfg).expect("serializable");
     assert_eq!(Config::parse(&text).expect("round trip"), cfg, "{text}");
+    // The running services are saved as JSON in the state directory: nothing lost there either.
+    let json = serde_json::to_value(&cfg).expect("JSON");
+    assert_eq!(Config::from_json(json, "saved").expect("round trip through JSON"), cfg);
 }
 
 #[test]

@@ -133,6 +133,34 @@ fn serializes_back_to_the_same_config() {
 }
 
 #[test]
+fn reads_back_from_json_through_the_same_validation() {
+    let cfg = Config::parse(include_str!("../../../examples/lb.toml")).expect("valid");
+    let json = serde_json::to_value(&cfg).expect("JSON");
+    assert_eq!(Config::from_json(json.clone(), "saved running services").expect("round trip"), cfg);
+    // A value the file's validator refuses is refused from JSON too, naming what was read.
+    let mut bad = json;
+    bad["service"][0]["backend"][0]["weight"] = serde_json::json!(0);
+    let err = Config::from_json(bad, "saved running services").expect_err("weight 0");
+    assert!(err.to_string().contains("weight"), "{err}");
+    let err = Config::from_json(serde_json::json!({"service": 3}), "saved running services").expect_err("not a config");
+    assert!(err.to_string().starts_with("saved running services"), "{err}");
+}
+
+#[test]
+fn load_with_digest_digests_the_bytes_read() {
+    let path = std::env::temp_dir().join(format!("lb-config-digest-{}.toml", std::process::id()));
+    let text = include_str!("../../../examples/lb.toml");
+    std::fs::write(&path, text).expect("write");
+    let (cfg, digest) = Config::load_with_digest(&path).expect("valid");
+    assert_eq!(cfg, Config::parse(text).expect("valid"));
+    assert_eq!(digest, crate::state::fnv1a64(text.as_bytes()));
+    // A comment is a change of the file, even if not of the services.
+    std::fs::write(&path, format!("{text}\n# edited\n")).expect("write");
+    assert_ne!(Config::load_with_digest(&path).expect("valid").1, digest);
+    std::fs::remove_file(&path).expect("cleanup");
+}
+
+#[test]
 fn enum_helpers() {
     assert_eq!(Protocol::Tcp.number(), 6);
     assert_eq!(Protocol::Udp.number(), 17);

@@ -2,17 +2,17 @@
 //! stopped for removed ones, restarted when a backend is replaced (same address, new id) or
 //! its service's health settings change.
 
-use std::{collections::HashMap, net::SocketAddr};
+use std::collections::HashMap;
 
 use tokio::{sync::mpsc::UnboundedSender, task::JoinHandle};
 
 use crate::{
     balancer::Balancer,
     config::HealthConfig,
-    health::{self, Health, HealthEvent, StatusTable},
+    health::{self, BackendHealthStatus, Health, HealthEvent, HealthHistory, StatusTable},
 };
 
-type Key = (String, SocketAddr);
+use super::health_file::Key;
 
 struct Running {
     task: JoinHandle<()>,
@@ -25,11 +25,18 @@ pub(super) struct Checkers {
     running: HashMap<Key, Running>,
     events: UnboundedSender<HealthEvent>,
     status: StatusTable,
+    /// Histories an earlier lb saved, for the first checkers of an adopting start.
+    resume: HashMap<Key, HealthHistory>,
 }
 
 impl Checkers {
     pub fn new(events: UnboundedSender<HealthEvent>, status: StatusTable) -> Self {
-        Checkers { running: HashMap::new(), events, status }
+        Checkers { running: HashMap::new(), events, status, resume: HashMap::new() }
+    }
+
+    /// The next `start_missing` starts these backends' checkers from their saved history.
+    pub fn resume_from(&mut self, histories: HashMap<Key, HealthHistory>) {
+        self.resume = histories;
     }
 
     /// Stops every checker whose backend is gone, replaced, or checked with other settings now,
@@ -54,9 +61,11 @@ impl Checkers {
         stale.len()
     }
 
-    /// Starts a checker for every backend that has none, from the health the balancer holds
-    /// for it (a new backend: down until its first check passes, as at start).
+    /// Starts a checker for every backend that has none, from its saved history (see
+    /// `resume_from`) or from the health the balancer holds for it (a new backend: down until
+    /// its first check passes, as at start).
     pub fn start_missing(&mut self, balancer: &Balancer) {
+        let mut resume = std::mem::take(&mut self.resume);
         for svc in balancer.services() {
             for b in &svc.backends {
                 let key = (svc.config.name.clone(), b.addr);
@@ -69,7 +78,7 @@ impl Checkers {
                     b.addr,
                     health::check_target(b.addr, &settings),
                     settings.clone(),
-                    if b.up { Health::Up } else { Health::Down },
+                    resume.remove(&key).unwrap_or(HealthHistory::starting(if b.up { Health::Up } else { Health::Down })),
                     self.events.clone(),
                     self.status.clone(),
                 );
@@ -78,20 +87,24 @@ impl Checkers {
         }
     }
 
-    pub async fn stop_all(&mut self) {
+    /// Stops every checker; returns their last status (to save their history).
+    pub async fn stop_all(&mut self) -> HashMap<Key, BackendHealthStatus> {
         let keys: Vec<Key> = self.running.keys().cloned().collect();
-        for key in &keys {
-            self.stop(key).await;
+        let mut last = HashMap::new();
+        for key in keys {
+            if let Some(status) = self.stop(&key).await {
+                last.insert(key, status);
+            }
         }
+        last
     }
 
-    async fn stop(&mut self, key: &Key) {
+    /// Stops a checker and waits for it to end; removes and returns its status entry.
+    async fn stop(&mut self, key: &Key) -> Option<BackendHealthStatus> {
         if let Some(r) = self.running.remove(key) {
             r.task.abort();
             let _ = r.task.await;
         }
-        if let Ok(mut table) = self.status.lock() {
-            table.remove(key);
-        }
+        self.status.lock().ok().and_then(|mut table| table.remove(key))
     }
 }

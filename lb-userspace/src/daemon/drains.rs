@@ -18,62 +18,13 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+use super::instance_files::document_name;
 use crate::{
     balancer::Balancer,
     state::{self, FileStore, StateError},
 };
 
 const VERSION: u32 = 1;
-
-/// The kinds of document each instance keeps in the state directory, as `<kind>-<instance>`.
-const INSTANCE_DOCUMENTS: [&str; 2] = ["drains", "shunt"];
-
-/// The document of `instance`'s drains: `drains-<instance>`, or, for a name a document cannot
-/// carry (upper case, longer than 57), `drains-h<FNV-1a hash of the name>`.
-fn document_name(instance: &str) -> String {
-    instance_document("drains", instance)
-}
-
-/// `instance`'s document of `kind` (one of INSTANCE_DOCUMENTS), named as `document_name` says.
-pub(super) fn instance_document(kind: &str, instance: &str) -> String {
-    let plain = instance.len() <= 57 && instance.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if plain {
-        return format!("{kind}-{instance}");
-    }
-    let h = instance.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    format!("{kind}-h{h:016x}")
-}
-
-/// Removes `instance`'s files from the state directory `dir` (for `lb detach`): its documents
-/// (drains, shunting), a temp file a crash left, and copies set aside as corrupt. Other
-/// instances' files and the shared contribution accounts stay. The paths removed; a missing
-/// directory is none.
-pub fn remove_instance_files(dir: &std::path::Path, instance: &str) -> std::io::Result<Vec<std::path::PathBuf>> {
-    let names: Vec<(String, String, String)> = INSTANCE_DOCUMENTS
-        .iter()
-        .map(|kind| {
-            let document = instance_document(kind, instance);
-            (format!("{document}.json"), format!(".{document}.json.tmp"), format!("{document}.json.corrupt-"))
-        })
-        .collect();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut removed = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if names.iter().any(|(file, temp, aside)| name == file || name == temp || name.starts_with(aside.as_str())) {
-            std::fs::remove_file(entry.path())?;
-            removed.push(entry.path());
-        }
-    }
-    removed.sort();
-    Ok(removed)
-}
 
 /// One drain as saved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,7 +59,7 @@ impl DrainFile {
     /// file of another format version, or one that cannot be read, refuses the start (it is
     /// left untouched for the lb that wrote it).
     pub fn load(store: FileStore, instance: &str) -> Result<DrainFile, StateError> {
-        let document = document_name(instance);
+        let document = document_name("drains", instance);
         let loaded = match state::load::<SavedDrains>(&store, &document, VERSION) {
             Ok(saved) => saved.unwrap_or_default().drains,
             Err(e @ StateError::Corrupt { .. }) => {
@@ -204,16 +155,6 @@ mod tests {
     }
 
     #[test]
-    fn every_instance_name_gives_a_valid_document_name_of_its_own() {
-        assert_eq!(document_name("default"), "drains-default");
-        let long = "a".repeat(64);
-        for name in ["Web", "web", long.as_str(), "x_Y-z"] {
-            assert!(crate::state::check_name(&document_name(name)).is_ok(), "{name}: {}", document_name(name));
-        }
-        assert_ne!(document_name("Web"), document_name("WEB"));
-    }
-
-    #[test]
     fn a_corrupt_file_is_set_aside_and_nothing_is_restored() {
         let dir = temp_dir("corrupt");
         let store = FileStore::open(&dir).expect("dir");
@@ -223,30 +164,6 @@ mod tests {
         let names: Vec<String> = std::fs::read_dir(&dir).expect("dir").map(|e| e.expect("entry").file_name().to_string_lossy().into()).collect();
         assert!(names.iter().any(|n| n.starts_with("drains-default.json.corrupt-")), "{names:?}");
         std::fs::remove_dir_all(&dir).expect("cleanup");
-    }
-
-    #[test]
-    fn removing_an_instances_files_keeps_other_instances_and_the_accounts() {
-        let dir = temp_dir("remove");
-        std::fs::create_dir_all(&dir).expect("dir");
-        let mine = ["drains-web.json", ".drains-web.json.tmp", "drains-web.json.corrupt-1700000000", "shunt-web.json", ".shunt-web.json.tmp"];
-        let others = ["drains-web-2.json", "drains-webx.json", ".drains-web-2.json.tmp", "shunt-web-2.json", "contributions.json"];
-        for name in mine.iter().chain(&others) {
-            std::fs::write(dir.join(name), b"{}").expect("write");
-        }
-        let removed = remove_instance_files(&dir, "web").expect("removed");
-        let mut expected: Vec<_> = mine.iter().map(|n| dir.join(n)).collect();
-        expected.sort();
-        assert_eq!(removed, expected);
-        let mut left: Vec<String> = std::fs::read_dir(&dir).expect("dir").map(|e| e.expect("entry").file_name().to_string_lossy().into()).collect();
-        left.sort();
-        let mut kept: Vec<String> = others.iter().map(|n| n.to_string()).collect();
-        kept.sort();
-        assert_eq!(left, kept);
-        // Nothing there (or no directory at all): nothing to remove, no error.
-        assert!(remove_instance_files(&dir, "web").expect("again").is_empty());
-        std::fs::remove_dir_all(&dir).expect("cleanup");
-        assert!(remove_instance_files(&dir, "web").expect("no directory").is_empty());
     }
 
     #[test]

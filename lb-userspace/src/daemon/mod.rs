@@ -9,13 +9,18 @@ mod admin;
 mod checkers;
 mod control_orders;
 mod drains;
-pub use drains::remove_instance_files;
 mod explain;
+mod health_file;
 mod hooks;
+mod instance_files;
+mod live_changes;
+pub use instance_files::remove_instance_files;
 mod notify;
 mod ops;
 mod preflight;
 mod rates;
+mod running;
+mod saved;
 mod sessions;
 mod shunt_file;
 mod shunt_samples;
@@ -57,7 +62,8 @@ pub struct RunArgs {
     pub control_token_file: Option<PathBuf>,
     /// Names the pin directory, /sys/fs/bpf/lb/<instance>.
     pub instance: Instance,
-    /// What survives a restart (the contribution accounts, drains, shunting) is kept here.
+    /// What survives a restart besides the maps (accounts, drains, running services, health
+    /// history, shunting) is kept here.
     pub state_dir: PathBuf,
     /// Discard the pins found (another layout, or on purpose) instead of adopting them.
     pub fresh: bool,
@@ -67,12 +73,11 @@ pub struct RunArgs {
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Everything that can be checked is checked before anything touches the kernel.
-    let config = Config::load(&args.config)?;
+    let (config, file_digest) = Config::load_with_digest(&args.config)?;
     preflight::privileges()?;
     preflight::check(&args.interfaces, &config)?;
     let accounts = accounts::Accounts::load(FileStore::open(&args.state_dir)?)?;
-    let drain_file = drains::DrainFile::load(FileStore::open(&args.state_dir)?, &args.instance.to_string())?;
-    let shunt_file = shunt_file::ShuntFile::load(FileStore::open(&args.state_dir)?, &args.instance.to_string())?;
+    let mut saved = saved::SavedState::load(&args.state_dir, &args.instance.to_string(), &config, file_digest)?;
     // A running instance of the same name, or pins of another layout, refuse this one before
     // any socket is bound. From here on a failure of a fresh start drops `pins`, which removes
     // the directory and whatever was pinned; an adopted directory stays as it was found.
@@ -88,6 +93,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let dp = Dataplane::load_with(LoadOptions { pins: Some(pins), session_capacity: config.sessions.capacity })?;
     let dp_adopted = dp.adopted();
+    // Adopting, the saved running services (live changes) are continued if the file is the one
+    // they were based on; otherwise, and at a first start, the file is applied.
+    let chosen = saved.running.choose(dp_adopted, |c| preflight::check(&args.interfaces, c));
+    chosen.info.iter().for_each(|l| tracing::info!("{l}"));
+    chosen.warnings.iter().for_each(|l| tracing::warn!("{l}"));
+    let config = chosen.config;
     let balancer = if dp_adopted {
         // The program is replaced on the links first (the interfaces never lack XDP), then
         // the tables follow the config: a start refused at attach has changed no map.
@@ -95,7 +106,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         dp.attach(&args.interfaces, args.xdp_mode)?;
         let (mut balancer, mut lines) = Balancer::adopt(dp, &config, InitialHealth::Down)?;
         // The maps say which backends drain; the state directory says since when.
-        lines.extend(drain_file.restore(&mut balancer));
+        lines.extend(saved.drains.restore(&mut balancer));
         for l in lines {
             tracing::info!("{l}");
         }
@@ -119,7 +130,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ => "attached; backends enter service as their health checks pass",
         }
     );
-    let mut daemon = Daemon::start(balancer, args, accounts, drain_file, shunt_file).await?;
+    let mut daemon = Daemon::start(balancer, args, accounts, saved).await?;
     // Scrapes are rendered on this loop (the daemon's data has one owner); the HTTP side only
     // carries them. Without a listener the channel has no sender and its branch stays idle.
     let (scrape_tx, mut scrapes) = mpsc::channel::<metrics::http::ScrapeRequest>(8);

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{drains::instance_document, shunting::Shunting};
+use super::{instance_files::document_name, shunting::Shunting};
 use crate::{
     policy::ShuntSnapshot,
     state::{self, FileStore, StateError},
@@ -53,7 +53,7 @@ impl ShuntFile {
     /// file of another format version, or one that cannot be read, refuses the start (it is
     /// left untouched for the lb that wrote it).
     pub fn load(store: FileStore, instance: &str) -> Result<ShuntFile, StateError> {
-        let document = instance_document("shunt", instance);
+        let document = document_name("shunt", instance);
         let loaded = match state::load::<SavedShunting>(&store, &document, VERSION) {
             Ok(saved) => saved.unwrap_or_default().services,
             Err(e @ StateError::Corrupt { .. }) => {

@@ -11,8 +11,7 @@ use super::{
     RunArgs,
     accounts::Accounts,
     checkers::Checkers,
-    drains::DrainFile,
-    shunt_file::ShuntFile,
+    saved::SavedState,
     ops::{DrainReply, ShuntReply},
     preflight,
     rates::RateMeter,
@@ -45,46 +44,50 @@ pub(super) struct Daemon {
     pub shunt_replies: Vec<ShuntReply>,
     /// Control orders (`--control-listen`) whose answer waits for the tick that acts on them.
     pub control_replies: Vec<ControlReply>,
-    /// The drains in progress as saved in the state directory (for the next lb).
-    drain_file: DrainFile,
-    /// The shunting state as saved in the state directory (for the next lb).
-    shunt_file: ShuntFile,
     /// When this lb started, Unix seconds (`lb status`).
     pub started_at: crate::policy::UnixSecs,
+    /// The drains, running services, checkers' history and shunting as saved in the state
+    /// directory (for the next lb).
+    saved: SavedState,
     checkers: Checkers,
 }
 
 impl Daemon {
-    /// Starts a health checker for every backend. The shunting state an earlier lb saved is
-    /// taken up if the data plane was adopted (before the first tick: a pool open stays open).
+    /// Starts a health checker for every backend. Adopting, the checkers go on from the history
+    /// an earlier lb saved and the shunting state it saved is taken up (before the first tick: a
+    /// pool open stays open).
     pub async fn start(
         balancer: Balancer,
         args: RunArgs,
         accounts: Accounts,
-        drain_file: DrainFile,
-        mut shunt_file: ShuntFile,
+        mut saved: SavedState,
     ) -> Result<Daemon, DataplaneError> {
         let (events_tx, events) = unbounded_channel();
         let health = StatusTable::default();
         let sessions = SessionCensus::of(balancer.dataplane().session_reader());
         let started_at = unix_now();
         let mut shunting = Shunting::new(&balancer.running_config(), accounts, started_at);
-        let saved = shunt_file.take_loaded();
+        let shunt = saved.shunt.take_loaded();
         if balancer.dataplane().adopted() {
-            for l in shunting.restore(saved) {
+            for l in shunting.restore(shunt) {
                 tracing::info!("{l}");
             }
-        } else if !saved.is_empty() {
+        } else if !shunt.is_empty() {
             tracing::info!(
-                services = saved.len(),
+                services = shunt.len(),
                 "first start: the saved shunting state is not used (the maps start empty: every overflow pool starts closed) and is replaced"
             );
         }
+        let mut checkers = Checkers::new(events_tx, health.clone());
+        // Adopting, the checkers go on from the history saved at exit where the maps agree.
+        let (histories, lines) = saved.health.restore(&balancer, balancer.dataplane().adopted());
+        lines.iter().for_each(|l| tracing::info!("{l}"));
+        checkers.resume_from(histories);
         let mut daemon = Daemon {
             balancer,
             args,
             events,
-            checkers: Checkers::new(events_tx, health.clone()),
+            checkers,
             health,
             rates: RateMeter::default(),
             sessions,
@@ -92,10 +95,11 @@ impl Daemon {
             shunting,
             shunt_replies: Vec::new(),
             control_replies: Vec::new(),
-            drain_file,
-            shunt_file,
             started_at,
+            saved,
         };
+        // What this start applied is the running state now (a first start replaces the saved one).
+        daemon.saved.running.save_if_changed(&daemon.balancer);
         daemon.sync_checkers().await?;
         Ok(daemon)
     }
@@ -124,12 +128,13 @@ impl Daemon {
         Ok(())
     }
 
-    /// Logs and follows up a change of the running services: its lines, then the checkers
-    /// and shunting.
+    /// Logs and follows up a change of the running services: its lines, then the saved
+    /// running services, the checkers and shunting.
     pub async fn changed(&mut self, lines: &[String]) -> Result<(), DataplaneError> {
         for l in lines {
             tracing::info!("{l}");
         }
+        self.saved.running.save_if_changed(&self.balancer);
         self.shunting.reconfigure(&self.balancer.running_config(), unix_now());
         self.sync_checkers().await
     }
@@ -149,8 +154,12 @@ impl Daemon {
         if !lines.is_empty() {
             self.changed(&lines).await?;
         }
-        self.drain_file.save_if_changed(&self.balancer);
-        self.shunt_file.save_if_changed(&self.shunting);
+        self.saved.drains.save_if_changed(&self.balancer);
+        self.saved.shunt.save_if_changed(&self.shunting);
+        // Normally saved by `changed` already; this retries a write that failed.
+        self.saved.running.save_if_changed(&self.balancer);
+        let health = self.health.lock().map(|t| t.clone()).unwrap_or_default();
+        self.saved.health.save_if_changed(&health, &self.balancer);
         Ok(())
     }
 
@@ -172,24 +181,30 @@ impl Daemon {
     /// one this host cannot serve) changes nothing.
     pub async fn reload(&mut self) -> anyhow::Result<Vec<String>> {
         const REFUSED: &str = "reload refused, nothing changed";
-        let config = Config::load(&self.args.config).context(REFUSED)?;
+        let (config, digest) = Config::load_with_digest(&self.args.config).context(REFUSED)?;
         preflight::check(&self.args.interfaces, &config).context(REFUSED)?;
         let lines = self.balancer.reconcile(&config).map_err(|e| match e {
             LiveError::Dataplane(_) => anyhow::Error::new(e),
             refused => anyhow::Error::new(refused).context(REFUSED),
         })?;
+        // The running services are this file's now, live changes undone.
+        self.saved.running.rebase(config, digest);
         self.changed(&lines).await?;
         Ok(lines)
     }
 
-    /// Stops the checkers and saves the accounts, the drains in progress and the shunting state. The data plane goes on forwarding with the
-    /// last tables (its links and maps are pinned) for the next `lb run` to adopt, unless
+    /// Stops the checkers and saves the accounts, the drains in progress, the running
+    /// services, the checkers' history and the shunting state. The data plane goes on
+    /// forwarding with the last tables (its links and maps are pinned) for the next `lb run` to
+    /// adopt, unless
     /// `--detach-on-exit` asked to detach and unpin.
     pub async fn shutdown(&mut self) {
-        self.checkers.stop_all().await;
+        let health = self.checkers.stop_all().await;
+        self.saved.health.save_if_changed(&health, &self.balancer);
         self.shunting.accounts.save_now().await;
-        self.drain_file.save_if_changed(&self.balancer);
-        self.shunt_file.save_if_changed(&self.shunting);
+        self.saved.drains.save_if_changed(&self.balancer);
+        self.saved.shunt.save_if_changed(&self.shunting);
+        self.saved.running.save_if_changed(&self.balancer);
         if self.args.detach_on_exit {
             self.balancer.dataplane_mut().detach_and_unpin();
             // As `lb detach`: the instance's state files go too (not the shared accounts).

@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 use super::{
-    BackendHealthStatus, CheckResult, Health, HealthEvent, HealthState, StatusTable, check_once,
+    BackendHealthStatus, CheckResult, Health, HealthEvent, HealthHistory, HealthState, StatusTable, check_once,
 };
 use crate::config::HealthConfig;
 
@@ -20,9 +20,10 @@ use crate::config::HealthConfig;
 ///   in every `HealthEvent` and keys its entry `(service, backend)` in `status`.
 /// - `target` is the address probed, i.e. `check_target(backend, &cfg)`.
 ///
-/// The backend starts in `initial`: Down as `HealthState::new` (up at its first success), or
-/// Up as `HealthState::initial_up` (a backend already serving whose checker restarts, e.g. with
-/// new settings after a reload). The first probe runs
+/// The backend starts from `initial`: `HealthHistory::starting(Down)` as `HealthState::new` (up
+/// at its first success), `starting(Up)` as `HealthState::initial_up` (a backend already
+/// serving whose checker restarts, e.g. with new settings after a reload), or the history an
+/// earlier lb saved (a restart: its rise/fall streak goes on). The first probe runs
 /// at once, then one every `cfg.interval`; a probe lasts at most `cfg.timeout` (< interval) and
 /// probes of one backend never overlap. An event is sent the moment a probe completes a rise or
 /// fall streak, so a dead backend leaves service within one interval of its `fall`-th failure.
@@ -32,18 +33,15 @@ pub fn spawn_checker(
     backend: SocketAddr,
     target: SocketAddr,
     cfg: HealthConfig,
-    initial: Health,
+    initial: HealthHistory,
     events: UnboundedSender<HealthEvent>,
     status: StatusTable,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let key = (service, backend);
-        let mut state = match initial {
-            Health::Down => HealthState::new(cfg.rise, cfg.fall),
-            Health::Up => HealthState::initial_up(cfg.rise, cfg.fall),
-        };
+        let mut state = HealthState::resume(cfg.rise, cfg.fall, initial);
         let mut checks = 0u64;
-        publish(&status, &key, state.health(), None, checks);
+        publish(&status, &key, &state, None, checks);
 
         // tokio panics on a zero period; validated configs never have one.
         let mut ticker = tokio::time::interval(cfg.interval.max(Duration::from_millis(1)));
@@ -54,7 +52,7 @@ pub fn spawn_checker(
             let result = check_once(target, &cfg).await;
             checks += 1;
             let change = state.record(result.ok);
-            publish(&status, &key, state.health(), Some(&result), checks);
+            publish(&status, &key, &state, Some(&result), checks);
             if let Some(err) = &result.error {
                 tracing::debug!(service = %key.0, backend = %backend, error = %err, "health check failed");
             }
@@ -78,7 +76,7 @@ pub fn spawn_checker(
 fn publish(
     status: &StatusTable,
     key: &(String, SocketAddr),
-    health: Health,
+    state: &HealthState,
     result: Option<&CheckResult>,
     checks: u64,
 ) {
@@ -87,11 +85,12 @@ fn publish(
     table.insert(
         key.clone(),
         BackendHealthStatus {
-            health,
+            health: state.health(),
             last_ok: result.map(|r| r.ok),
             last_latency: result.map(|r| r.latency),
             last_error: result.and_then(|r| r.error.clone()),
             checks,
+            history: state.history(),
         },
     );
 }
@@ -171,7 +170,7 @@ mod tests {
         let mut c = cfg(100, 90, 2, 3);
         c.kind = HealthKind::Http;
         c.path = Some("/healthz".into());
-        let task = spawn_checker("web".into(), backend, target, c, Health::Down, tx, status.clone());
+        let task = spawn_checker("web".into(), backend, target, c, HealthHistory::starting(Health::Down), tx, status.clone());
 
         let up = next_event(&mut rx).await;
         assert_eq!((up.service.as_str(), up.backend, up.health), ("web", backend, Health::Up));
@@ -218,7 +217,7 @@ mod tests {
             target,
             target,
             cfg(20, 10, 1, 1),
-            Health::Down,
+            HealthHistory::starting(Health::Down),
             tx,
             status.clone(),
         );
@@ -264,7 +263,7 @@ mod tests {
         c.path = Some("/".into());
         let status: StatusTable = Arc::new(Mutex::new(HashMap::new()));
         let (tx, _rx) = mpsc::unbounded_channel();
-        let task = spawn_checker("web".into(), target, target, c, Health::Down, tx, status.clone());
+        let task = spawn_checker("web".into(), target, target, c, HealthHistory::starting(Health::Down), tx, status.clone());
         tokio::time::sleep(Duration::from_millis(450)).await;
         task.abort();
         let checks = status
@@ -287,7 +286,7 @@ mod tests {
         let status: StatusTable = Arc::new(Mutex::new(HashMap::new()));
         let (tx, rx) = mpsc::unbounded_channel();
         drop(rx);
-        let task = spawn_checker("web".into(), target, target, cfg(20, 10, 1, 1), Health::Down, tx, status);
+        let task = spawn_checker("web".into(), target, target, cfg(20, 10, 1, 1), HealthHistory::starting(Health::Down), tx, status);
         tokio::time::timeout(BOUND, task)
             .await
             .expect("task ended")

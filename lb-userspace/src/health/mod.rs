@@ -18,10 +18,10 @@ use serde::Serialize;
 
 pub use check::{CheckResult, check_once, check_target};
 pub use checker::spawn_checker;
-pub use state::HealthState;
+pub use state::{HealthHistory, HealthState};
 
 /// Whether a backend is in service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
     Up,
@@ -55,6 +55,9 @@ pub struct BackendHealthStatus {
     pub last_error: Option<String>,
     /// Checks finished since the checker started.
     pub checks: u64,
+    /// The checker's hysteresis, saved for the next lb (the state directory).
+    #[serde(skip)]
+    pub history: HealthHistory,
 }
 
 /// Status of every checked backend, keyed by (service name, backend service address). Each

@@ -1,7 +1,7 @@
 //! Rise/fall hysteresis: one failed probe must not pull a backend, one lucky probe must not
 //! restore a flapping one.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Health;
 
@@ -76,6 +76,40 @@ impl HealthState {
 
     pub fn health(&self) -> Health {
         self.health
+    }
+
+    /// Where it stands, to carry over a restart.
+    pub fn history(&self) -> HealthHistory {
+        HealthHistory { health: self.health, streak: self.streak, been_up: self.been_up }
+    }
+
+    /// A backend that goes on from `history` (a restart). A streak that reached the current
+    /// `rise`/`fall` (lowered since) stops one short: the next result completes it.
+    pub fn resume(rise: u32, fall: u32, history: HealthHistory) -> Self {
+        let mut s = HealthState { health: history.health, been_up: history.been_up, ..HealthState::new(rise, fall) };
+        let threshold = match s.health {
+            Health::Up => s.fall,
+            Health::Down => s.rise,
+        };
+        s.streak = history.streak.min(threshold - 1);
+        s
+    }
+}
+
+/// What a restart keeps of a backend's hysteresis: its health, the results counted toward the
+/// other one, and whether it was ever up (the fast start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthHistory {
+    pub health: Health,
+    pub streak: u32,
+    pub been_up: bool,
+}
+
+impl HealthHistory {
+    /// No history: Down as a new backend (up at its first success), or Up as a backend known
+    /// to serve (down after `fall` failures).
+    pub fn starting(health: Health) -> Self {
+        HealthHistory { health, streak: 0, been_up: health == Health::Up }
     }
 }
 
@@ -157,6 +191,31 @@ mod tests {
         let mut s = HealthState::initial_up(2, 1);
         assert_eq!(s.record(false), Some(Health::Down));
         assert_eq!(feed(&mut s, &[true, true]), [None, Some(Health::Up)]);
+    }
+
+    #[test]
+    fn a_resumed_backend_keeps_its_streak() {
+        // 2 of 3 rise successes before the restart: one more brings it up.
+        let mut s = HealthState::new(3, 2);
+        feed(&mut s, &[true, false, false]);
+        feed(&mut s, &[true, true]);
+        let mut resumed = HealthState::resume(3, 2, s.history());
+        assert_eq!(resumed, s);
+        assert_eq!(resumed.record(true), Some(Health::Up));
+        // Failing, 1 of fall 2: the next failure takes it down.
+        let mut up = HealthState::initial_up(3, 2);
+        up.record(false);
+        let mut resumed = HealthState::resume(3, 2, up.history());
+        assert_eq!(resumed.record(false), Some(Health::Down));
+        // Never up: the fast start survives the restart too.
+        let mut fresh = HealthState::resume(3, 2, HealthState::new(3, 2).history());
+        assert_eq!(fresh.record(true), Some(Health::Up));
+        // rise lowered to 2 while 2 successes were counted: the next one completes it, not sooner.
+        let mut lowered = HealthState::resume(2, 2, HealthHistory { health: Health::Down, streak: 2, been_up: true });
+        assert_eq!(lowered.history().streak, 1);
+        assert_eq!(lowered.record(true), Some(Health::Up));
+        assert_eq!(HealthState::resume(3, 2, HealthHistory::starting(Health::Up)), HealthState::initial_up(3, 2));
+        assert_eq!(HealthState::resume(3, 2, HealthHistory::starting(Health::Down)), HealthState::new(3, 2));
     }
 
     #[test]

@@ -5,10 +5,12 @@
 //!   fsync of the directory), so a crash leaves the old document or the new one, never a mix;
 //! - `memory`: a store in memory, for tests and for running without a state directory;
 //! - `document`: the versioned envelope, and what happens to a document that cannot be read
-//!   (set aside, reported, never trusted).
+//!   (set aside, reported, never trusted);
+//! - `digest`: FNV-1a, to notice that a file changed (not a security check).
 //!
 //! The trait is bytes in, bytes out, so another store (Redis) can back it.
 
+mod digest;
 mod document;
 mod error;
 mod file;
@@ -17,6 +19,7 @@ mod memory;
 #[cfg(test)]
 mod tests;
 
+pub use digest::fnv1a64;
 pub use document::{load, save};
 pub use error::StateError;
 pub use file::FileStore;
