@@ -279,7 +279,7 @@ impl LbDaemon {
     }
 
     /// The files in which this daemon saves what survives a restart besides the maps, in its
-    /// state directory: `drains-`, `running-` (live changes) and `health-<instance>.json`.
+    /// state directory: `drains-`, `running-` (live changes), `health-` and `shunt-<instance>.json`.
     pub fn state_files(&self) -> Option<[PathBuf; 4]> {
         let dir = self.state_dir()?;
         Some(["drains", "running", "health", "shunt"].map(|kind| dir.join(format!("{kind}-{}.json", self.instance))))
