@@ -34,12 +34,7 @@ fn run(ctx: &XdpContext) -> Outcome {
     // the rest of the path needs, which spares it the SERVICES lookup.
     let flow = session::Flow::new(&pkt.flow);
     let now = packet::now_ns();
-    let known = if pkt.opens_connection() {
-        session::warm(&flow);
-        Lookup::Miss
-    } else {
-        session::lookup(&flow, now)
-    };
+    let known = if pkt.opens_connection() { Lookup::Miss } else { session::lookup(&flow, now) };
     let to = match known {
         Lookup::Hit(to) => to,
         known => {
@@ -49,6 +44,9 @@ fn run(ctx: &XdpContext) -> Outcome {
             let Some(svc) = service::lookup(&pkt.flow) else {
                 return reply::forward(ctx, &mut pkt);
             };
+            // The bucket this flow will be recorded in starts loading now, so that its miss
+            // overlaps the table lookup's (a SYN has not read it; for others it is cached).
+            session::warm(&flow);
             let Some(to) = select::choose(&flow, &svc, now) else {
                 return Outcome::DropNoBackend;
             };
