@@ -1,8 +1,8 @@
 //! The README's first command ends in `cargo xtask demo`: run the demo binary as an operator
 //! would and check that what it prints is what it claims (every primary backend used, the
 //! stopped one not while it is down, used again once it is back; the overflow backend only
-//! while the pool is open, and then with the primaries held to their quota), so the demo cannot
-//! rot unnoticed.
+//! while the pool is open, and then with the primaries held to their quota; across a restart of
+//! lb, held connections answer and the pool stays open), so the demo cannot rot unnoticed.
 
 use std::collections::BTreeMap;
 
@@ -45,6 +45,12 @@ fn the_demo_spreads_connections_and_routes_around_a_stopped_backend() -> Result<
     // time 60 connections take; the overflow backend takes the rest.
     ensure!(open.get("backend3").is_some_and(|&n| n >= 30) && open.values().sum::<usize>() == 60, "pool open: {open:?}");
     ensure!(stdout.contains("overflow pool open (manual: demo)"), "the demo did not open the pool:\n{stdout}");
-    ensure!(stdout.contains("lb stopped (XDP detached)"), "the demo did not stop lb cleanly:\n{stdout}");
+    // The restart: every held connection answered while no lb ran and after; the new lb
+    // adopted the data plane and the open pool, which still takes what the quotas leave.
+    ensure!(stdout.contains("10 of 10 held connections answered after the restart"), "held connections across the restart:\n{stdout}");
+    ensure!(stdout.contains("the overflow pool after the restart: \"open\""), "the pool after the restart:\n{stdout}");
+    let restarted = spread(&stdout, "60 new connections after the restart")?;
+    ensure!(restarted.get("backend3").is_some_and(|&n| n >= 30) && restarted.values().sum::<usize>() == 60, "after the restart: {restarted:?}");
+    ensure!(stdout.contains("lb detached (XDP removed"), "the demo did not detach lb cleanly:\n{stdout}");
     Ok(())
 }

@@ -60,7 +60,7 @@ fn live_changes_survive_a_restart_unless_the_config_file_changed_meanwhile() -> 
     let before = lb.status()?;
     let (id, generation, _, _) = backend(&before, "web", &added).context("the added backend is not in the status")?;
     lb.stop()?;
-    let [_, running, health] = lb.state_files().context("no state dir")?;
+    let [_, running, health, _] = lb.state_files().context("no state dir")?;
     let saved = std::fs::read_to_string(&running).with_context(|| format!("lb did not save {}", running.display()))?;
     ensure!(saved.contains(&topo.backend(3).addr(false).to_string()), "the added backend was not saved: {saved}");
     ensure!(health.exists(), "lb did not save its health checks' history: no {}", health.display());
