@@ -60,14 +60,7 @@ impl DrainFile {
     /// left untouched for the lb that wrote it).
     pub fn load(store: FileStore, instance: &str) -> Result<DrainFile, StateError> {
         let document = document_name("drains", instance);
-        let loaded = match state::load::<SavedDrains>(&store, &document, VERSION) {
-            Ok(saved) => saved.unwrap_or_default().drains,
-            Err(e @ StateError::Corrupt { .. }) => {
-                tracing::error!("{e}");
-                Vec::new()
-            }
-            Err(e) => return Err(e),
-        };
+        let loaded = state::load_or_report::<SavedDrains>(&store, &document, VERSION, "")?.unwrap_or_default().drains;
         Ok(DrainFile { store, document, written: None, loaded })
     }
 

@@ -55,14 +55,7 @@ impl HealthFile {
     /// refuses the start (left untouched for the lb that wrote it).
     pub fn load(store: FileStore, instance: &str) -> Result<HealthFile, StateError> {
         let document = document_name("health", instance);
-        let loaded = match state::load::<SavedHealths>(&store, &document, VERSION) {
-            Ok(saved) => saved.unwrap_or_default().backends,
-            Err(e @ StateError::Corrupt { .. }) => {
-                tracing::error!("{e}; health checks start from the maps' health");
-                Vec::new()
-            }
-            Err(e) => return Err(e),
-        };
+        let loaded = state::load_or_report::<SavedHealths>(&store, &document, VERSION, "; health checks start from the maps' health")?.unwrap_or_default().backends;
         Ok(HealthFile { store, document, written: None, loaded })
     }
 

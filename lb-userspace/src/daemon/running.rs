@@ -64,14 +64,7 @@ impl RunningFile {
     /// untouched for the lb that wrote it).
     pub fn load(store: FileStore, instance: &str, file: &Config, digest: u64) -> Result<RunningFile, StateError> {
         let document = document_name("running", instance);
-        let loaded = match state::load::<SavedRunning>(&store, &document, VERSION) {
-            Ok(saved) => saved,
-            Err(e @ StateError::Corrupt { .. }) => {
-                tracing::error!("{e}; the config file is applied");
-                None
-            }
-            Err(e) => return Err(e),
-        };
+        let loaded = state::load_or_report::<SavedRunning>(&store, &document, VERSION, "; the config file is applied")?;
         Ok(RunningFile { store, document, loaded, basis: (digest, file.clone()), written: None })
     }
 

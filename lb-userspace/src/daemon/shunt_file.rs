@@ -54,14 +54,7 @@ impl ShuntFile {
     /// left untouched for the lb that wrote it).
     pub fn load(store: FileStore, instance: &str) -> Result<ShuntFile, StateError> {
         let document = document_name("shunt", instance);
-        let loaded = match state::load::<SavedShunting>(&store, &document, VERSION) {
-            Ok(saved) => saved.unwrap_or_default().services,
-            Err(e @ StateError::Corrupt { .. }) => {
-                tracing::error!("{e}");
-                SavedServices::new()
-            }
-            Err(e) => return Err(e),
-        };
+        let loaded = state::load_or_report::<SavedShunting>(&store, &document, VERSION, "")?.unwrap_or_default().services;
         Ok(ShuntFile { store, document, written: None, loaded })
     }
 

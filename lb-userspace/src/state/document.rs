@@ -41,6 +41,19 @@ pub fn load<T: DeserializeOwned>(store: &dyn StateStore, name: &str, version: u3
     serde_json::from_value(stored.data).map(Some).map_err(|e| set_aside(store, name, e.to_string()))
 }
 
+/// `load`, for a document the start can do without: a corrupt one is reported (as an error,
+/// followed by `otherwise`, what happens instead) and reads as never written. Another version,
+/// or a store that cannot be read, is still an error.
+pub fn load_or_report<T: DeserializeOwned>(store: &dyn StateStore, name: &str, version: u32, otherwise: &str) -> Result<Option<T>, StateError> {
+    match load(store, name, version) {
+        Err(e @ StateError::Corrupt { .. }) => {
+            tracing::error!("{e}{otherwise}");
+            Ok(None)
+        }
+        loaded => loaded,
+    }
+}
+
 fn set_aside(store: &dyn StateStore, name: &str, reason: String) -> StateError {
     match store.set_aside(name) {
         Ok(set_aside_as) => StateError::Corrupt { location: store.location(name), set_aside_as, reason },

@@ -20,7 +20,7 @@ mod memory;
 mod tests;
 
 pub use digest::fnv1a64;
-pub use document::{load, save};
+pub use document::{load, load_or_report, save};
 pub use error::StateError;
 pub use file::FileStore;
 pub use memory::MemoryStore;
