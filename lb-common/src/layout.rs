@@ -300,11 +300,14 @@ pub const BENCH_FRAME_MAX: usize = 256;
 pub struct BenchFrame {
     /// Bytes of `bytes` in use; must equal the test-run input's length.
     pub len: u32,
-    /// If non-zero: offset of 4 bytes overwritten with `iteration`, so every run is a new flow.
+    /// If non-zero: offset of 4 bytes overwritten with `iteration >> runs_per_flow_log2`, so
+    /// every run (or every 2^runs_per_flow_log2 runs) is a new flow.
     pub vary_offset: u32,
     /// Runs so far (written by the harness).
     pub iteration: u32,
-    pub _pad: u32,
+    /// Each flow is stamped on 2^this consecutive runs (1: a packet and the flow's next one,
+    /// which confirms its record).
+    pub runs_per_flow_log2: u32,
     pub bytes: [u8; BENCH_FRAME_MAX],
 }
 

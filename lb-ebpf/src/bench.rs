@@ -31,7 +31,7 @@ pub fn lb_bench_harness(ctx: XdpContext) -> u32 {
         bpf_xdp_store_bytes(ctx.ctx, 0, frame.bytes.as_mut_ptr() as *mut _, len)
     } != 0;
     if frame.vary_offset != 0 {
-        let mut stamp = frame.iteration.to_ne_bytes();
+        let mut stamp = (frame.iteration >> (frame.runs_per_flow_log2 & 31)).to_ne_bytes();
         failed |= unsafe {
             bpf_xdp_store_bytes(ctx.ctx, frame.vary_offset, stamp.as_mut_ptr() as *mut _, 4)
         } != 0;
