@@ -40,8 +40,15 @@ for _ in $(seq 1 60); do grep -q "^path" "$OUT/bench.out" && break; sleep 0.5; d
 sleep 2.5
 "$OUT/jitdump" "$ID" "$OUT/lb_xdp.bin" > "$OUT/ksyms"
 perf record -F 20000 -a -o "$OUT/perf.data" -- sleep 3 > /dev/null 2>&1
-BASE=$(awk '/ksym 0/{print $3}' "$OUT/ksyms")
-objdump -D -b binary -mi386:x86-64 --adjust-vma="$BASE" "$OUT/lb_xdp.bin" > "$OUT/lb_xdp.dis"
+# The image holds one function per ksym (the program and its BPF-to-BPF callees), back to back
+# in ksym order, each loaded at its own address: disassemble each at its address.
+: > "$OUT/lb_xdp.dis"
+OFFSET=0
+while read -r _ _ ADDR _ LEN; do
+    dd if="$OUT/lb_xdp.bin" of="$OUT/func.bin" bs=1 skip="$OFFSET" count="$LEN" status=none
+    objdump -D -b binary -mi386:x86-64 --adjust-vma="$ADDR" "$OUT/func.bin" >> "$OUT/lb_xdp.dis"
+    OFFSET=$((OFFSET + LEN))
+done < <(grep '^ksym ' "$OUT/ksyms")
 perf script -i "$OUT/perf.data" -F ip,sym 2>/dev/null | awk '/_lb_xdp/{print $1}' | sort | uniq -c > "$OUT/hist"
 python3 - "$OUT" <<'PY'
 import re, sys
