@@ -4,7 +4,7 @@
 /// true if it did. The BPF target offers Rust no atomic read-modify-write, hence the assembly.
 ///
 /// # Safety
-/// `ptr` must point to an 8-byte aligned map value.
+/// `ptr` must point to an 8-byte aligned word of a map value.
 #[inline(always)]
 pub unsafe fn compare_and_swap(ptr: *mut u64, old: u64, new: u64) -> bool {
     let mut seen = old;

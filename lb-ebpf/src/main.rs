@@ -1,7 +1,7 @@
 //! The XDP load balancer: one pipeline, read top to bottom in `pipeline`, one module per step.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
-// BPF inline assembly (quota.rs: compare-and-swap, which the BPF target's atomics lack).
+// BPF inline assembly (atomic.rs: compare-and-swap, which the BPF target's atomics lack).
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 #[cfg(target_arch = "bpf")]

@@ -44,7 +44,8 @@ fn bucket_of(flow: &Flow) -> u32 {
 
 /// Starts loading the flow's bucket without waiting for it. A new flow's bucket is a cache
 /// miss (and, past the TLB's reach, a page walk) that would otherwise stall `store` at the end
-/// of the path; issued first, it overlaps the service lookup and the choice.
+/// of the path; issued before the table lookup, it overlaps that lookup's own miss and the rest
+/// of the choice (BPF has no prefetch instruction: a load whose value is unused is one).
 #[inline(always)]
 pub fn warm(flow: &Flow) {
     if let Some(bucket) = SESSIONS.get_ptr(bucket_of(flow)) {
