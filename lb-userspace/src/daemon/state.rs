@@ -110,7 +110,7 @@ impl Daemon {
         let queued_us = ev.sent.elapsed().as_micros() as u64;
         if self.balancer.set_health(&ev.service, ev.backend, up)? {
             tracing::info!(service = %ev.service, backend = %ev.backend,
-                state = if up { "up" } else { "down" }, detail = %ev.detail, queued_us, "backend health changed");
+                state = if up { "up" } else { "down" }, check = ev.check, detail = %ev.detail, queued_us, "backend health changed");
         }
         Ok(())
     }
