@@ -92,12 +92,19 @@ fn the_same_binary_keeps_the_running_program_and_an_unrecorded_or_stale_one_is_r
     ensure!(third != second, "the program of a stale record was not replaced");
 
     // A kept program attaches anew: --xdp-mode generic removes the native link, attaches it.
-    let (lb, log) = restart(&mut lb, &mounts, &ns, &["--xdp-mode", "generic"])?;
+    let (mut lb, log) = restart(&mut lb, &mounts, &ns, &["--xdp-mode", "generic"])?;
     ensure!(log.contains(KEPT) && log.contains("attached and pinned the XDP link"), "{log}");
     ensure!(ns.xdp_prog_id("eth0")? == Some(third), "eth0 does not run the kept program in generic mode");
     ensure!(pins.join("link_generic_eth0").exists() && !pins.join("link_native_eth0").exists(), "the links were not switched");
 
-    lb.detach(&mounts)?;
-    ensure!(!ns.xdp_attached("eth0")?, "lb detach left XDP on eth0");
+    // A start that kept the program detaches and unpins it all the same on its way out.
+    let mut last = lb.start_again(&mounts, &ns, &["--xdp-mode", "generic", "--detach-on-exit"])?;
+    last.wait_for("lb status to answer", T, |s| s["pin_dir"].is_string())?;
+    ensure!(last.process.stderr_tail().contains(KEPT), "{}", last.process.stderr_tail());
+    last.signal(libc::SIGTERM);
+    let status = last.process.wait_exit(T)?.context("lb did not exit on SIGTERM")?;
+    ensure!(status.success(), "lb exited with {status}: {}", last.process.stderr_tail());
+    ns.wait_xdp_detached("eth0", T).context("--detach-on-exit left XDP on eth0")?;
+    ensure!(!pins.exists(), "--detach-on-exit left the pins at {}", pins.display());
     Ok(())
 }
