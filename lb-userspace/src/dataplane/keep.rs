@@ -3,9 +3,11 @@
 //! the record names the pinned program's id), it is opened from its pin instead of being loaded
 //! (the verifier is nearly all of a restart's time), and the pinned links, which already run it,
 //! are left as they are. Nothing is trusted blindly: a pin that cannot be opened, is not an XDP
-//! program, or is not the recorded one means loading, as without a record.
+//! program, is not the recorded one, or uses maps other than the pinned ones means loading, as
+//! without a record.
 
 use std::{
+    collections::HashSet,
     ffi::CString,
     os::{
         fd::{AsRawFd, FromRawFd, OwnedFd},
@@ -14,7 +16,10 @@ use std::{
     path::Path,
 };
 
-use aya::programs::Xdp;
+use aya::{
+    maps::MapInfo,
+    programs::{ProgramInfo, Xdp},
+};
 use aya_obj::programs::XdpAttachType;
 use aya_obj::generated::{bpf_link_info, bpf_link_type, bpf_prog_type};
 
@@ -41,7 +46,12 @@ impl std::fmt::Display for NotKept {
 }
 
 /// The program pinned at `program_pin`, opened, if the record in `dir` says it is `ours`.
-pub(super) fn pinned_program_if_identical(dir: &Path, program_pin: &Path, ours: ProgramIdentity) -> Result<Xdp, NotKept> {
+pub(super) fn pinned_program_if_identical<'a>(
+    dir: &Path,
+    program_pin: &Path,
+    ours: ProgramIdentity,
+    maps: impl Iterator<Item = &'a str>,
+) -> Result<Xdp, NotKept> {
     let record = match read_record(dir) {
         Ok(Some(record)) => record,
         Ok(None) => return Err(NotKept::Unrecorded),
@@ -64,7 +74,30 @@ pub(super) fn pinned_program_if_identical(dir: &Path, program_pin: &Path, ours: 
             record.program_id
         )));
     }
+    uses_the_pinned_maps(&info, dir, maps)?;
     Ok(program)
+}
+
+/// Every map the program uses is one pinned in `dir` (by the layout's `maps`) or its own global
+/// data: a map pin replaced since (by hand) leaves a program writing to a map lb does not see.
+fn uses_the_pinned_maps<'a>(info: &ProgramInfo, dir: &Path, maps: impl Iterator<Item = &'a str>) -> Result<(), NotKept> {
+    let mut pinned = HashSet::new();
+    for name in maps {
+        let map = MapInfo::from_pin(dir.join(name)).map_err(|e| NotKept::Unusable(format!("the pinned map {name} cannot be read: {e}")))?;
+        pinned.insert(map.id());
+    }
+    let used = match info.map_ids() {
+        Ok(Some(ids)) => ids,
+        Ok(None) => return Err(NotKept::Unusable("the kernel does not list the maps of the pinned program".into())),
+        Err(e) => return Err(NotKept::Unusable(format!("the maps of the pinned program cannot be listed: {e}"))),
+    };
+    for id in used.into_iter().filter(|id| !pinned.contains(id)) {
+        let name = MapInfo::from_id(id).ok().and_then(|m| m.name_as_str().map(str::to_string)).unwrap_or_default();
+        if ![".rodata", ".data", ".bss"].iter().any(|global| name.contains(global)) {
+            return Err(NotKept::Unusable(format!("the pinned program uses a map {name:?} (id {id}) that is not the one pinned")));
+        }
+    }
+    Ok(())
 }
 
 /// Whether the XDP link pinned at `path` runs program `program_id` on interface `ifindex`

@@ -128,9 +128,9 @@ pub struct Dataplane {
 
 /// The pinned program of an adopted directory, if it is exactly the one this lb would load;
 /// None (said why) means loading it.
-fn keep_pinned_program(pins: &PinDir, identity: identity::ProgramIdentity) -> Option<Xdp> {
+fn keep_pinned_program(pins: &PinDir, identity: identity::ProgramIdentity, layout: &Layout) -> Option<Xdp> {
     let pin = pins.program_path();
-    match keep::pinned_program_if_identical(pins.path(), &pin, identity) {
+    match keep::pinned_program_if_identical(pins.path(), &pin, identity, layout.map_names()) {
         Ok(program) => {
             let id = program.info().map(|i| i.id()).unwrap_or_default();
             tracing::info!(program_id = id, identity = %identity, "kept the running XDP program (identical): not loaded again, the pinned links keep running it");
@@ -184,7 +184,7 @@ impl Dataplane {
             tracing::info!(path = %pins.path().display(), maps = layout.map_names().count(), layout = layout.version(), "{how}");
         }
         let identity = identity::ProgramIdentity::of(XDP_OBJECT, ns_per_jiffy, mask);
-        let kept = pins.as_ref().filter(|p| p.adopting()).and_then(|p| keep_pinned_program(p, identity));
+        let kept = pins.as_ref().filter(|p| p.adopting()).and_then(|p| keep_pinned_program(p, identity, &layout));
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM)
             .ok_or_else(|| DataplaneError::Map { name: "lb_xdp", detail: "program not in object".into() })?
