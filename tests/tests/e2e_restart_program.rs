@@ -1,8 +1,9 @@
 //! A restart of the same `lb` keeps the running XDP program (no load, no link update): the
-//! pinned program's recorded identity (LB_PROGRAM) is its own. And where the record is missing
-//! (a directory pinned by an older lb) or does not name the pinned program (a start cut short),
-//! the program is loaded and replaced on the link as before; a kept program is attachable (a
-//! `--xdp-mode` change attaches it anew). e2e_upgrade checks that another build's program is
+//! pinned program's recorded identity (LB_PROGRAM) is its own. Where the record is missing (a
+//! directory pinned by an older lb), does not name the pinned program (a start cut short), or
+//! the program uses a map whose pin was replaced, the program is loaded and replaced on the
+//! link as before. A kept program is attachable (a `--xdp-mode` change attaches it anew) and
+//! leaves with `--detach-on-exit`. e2e_upgrade checks that another build's program is
 //! replaced, e2e_restart that restarts under traffic lose nothing.
 //!
 //! lb runs in a `MountNs`, whose bpffs outlives each lb as a host's does; the MountNs's end
@@ -12,7 +13,7 @@ use std::{path::Path, time::Duration};
 
 use anyhow::{Context, Result, ensure};
 use aya::{
-    maps::{Array, Map, MapData},
+    maps::{Array, Map, MapData, MapInfo},
     programs::ProgramInfo,
 };
 use lb::dataplane::{PROGRAM, PROGRAM_PIN_PREFIX};
@@ -88,8 +89,21 @@ fn the_same_binary_keeps_the_running_program_and_an_unrecorded_or_stale_one_is_r
     drop(record);
     let (mut lb, log) = restart(&mut lb, &mounts, &ns, &[])?;
     ensure!(log.contains("is not the one recorded") && log.contains(REPLACED) && !log.contains(KEPT), "{log}");
+    let stale = ns.xdp_prog_id("eth0")?.context("no XDP")?;
+    ensure!(stale != second, "the program of a stale record was not replaced");
+
+    // A map pin replaced by hand (same shape: the layout still matches): the pinned program
+    // uses another map than the pinned one, so it is not kept; the loaded one uses the new map.
+    let events = MapInfo::from_pin(pins.join("PACKET_EVENTS"))?;
+    let (entries, value) = (events.max_entries().to_string(), events.value_size().to_string());
+    drop(events);
+    let pin = format!("/sys/fs/bpf/lb/{}/PACKET_EVENTS", lb.instance);
+    mounts.exec(&["rm", &pin])?;
+    let create = ["bpftool", "map", "create", &pin, "type", "percpu_array", "key", "4", "value", &value, "entries", &entries, "name", "PACKET_EVENTS"];
+    mounts.exec(&create)?;
+    let (mut lb, log) = restart(&mut lb, &mounts, &ns, &[])?;
+    ensure!(log.contains("that is not the one pinned") && log.contains(REPLACED) && !log.contains(KEPT), "{log}");
     let third = ns.xdp_prog_id("eth0")?.context("no XDP")?;
-    ensure!(third != second, "the program of a stale record was not replaced");
 
     // A kept program attaches anew: --xdp-mode generic removes the native link, attaches it.
     let (mut lb, log) = restart(&mut lb, &mounts, &ns, &["--xdp-mode", "generic"])?;
