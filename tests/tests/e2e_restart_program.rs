@@ -96,7 +96,6 @@ fn the_same_binary_keeps_the_running_program_and_an_unrecorded_or_stale_one_is_r
     // uses another map than the pinned one, so it is not kept; the loaded one uses the new map.
     let events = MapInfo::from_pin(pins.join("PACKET_EVENTS"))?;
     let (entries, value) = (events.max_entries().to_string(), events.value_size().to_string());
-    drop(events);
     let pin = format!("/sys/fs/bpf/lb/{}/PACKET_EVENTS", lb.instance);
     mounts.exec(&["rm", &pin])?;
     let create = ["bpftool", "map", "create", &pin, "type", "percpu_array", "key", "4", "value", &value, "entries", &entries, "name", "PACKET_EVENTS"];
