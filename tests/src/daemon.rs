@@ -149,7 +149,11 @@ impl LbDaemon {
         let lb_s = lb.to_string_lossy().to_string();
         let cfg_s = config_path.to_string_lossy().to_string();
         let sock_s = socket.to_string_lossy().to_string();
-        let mut args = vec![lb_s.as_str(), "run", "--config", &cfg_s, "--admin-socket", &sock_s, "--xdp-mode", "native"];
+        let mut args = vec![lb_s.as_str(), "run", "--config", &cfg_s, "--admin-socket", &sock_s];
+        // Native unless `options` say otherwise.
+        if !options.contains(&"--xdp-mode") {
+            args.extend(["--xdp-mode", "native"]);
+        }
         for i in ifaces {
             args.push("--iface");
             args.push(i);

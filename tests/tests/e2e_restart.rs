@@ -37,6 +37,11 @@ fn adopted(lb: &mut LbDaemon, before: u64) -> Result<u64> {
     let status = lb.status()?;
     let log = lb.process.stderr_tail();
     ensure!(log.contains("adopted the running data plane"), "lb did not adopt: {log}");
+    // The same binary: the running program is kept, not loaded and put on the links again.
+    ensure!(
+        log.contains("kept the running XDP program (identical)") && !log.contains("replaced the program on the pinned XDP link"),
+        "lb loaded its program again instead of keeping the running one: {log}"
+    );
     // As adopted, before any health check: every backend kept in service.
     for service in ["web", "dns"] {
         let line = format!("service {service}: adopted, 3 backend(s) kept (3 in service, 0 draining), 0 added, 0 removed");
@@ -65,12 +70,15 @@ fn restarts_and_a_kill_lose_no_connection_and_no_datagram() -> Result<()> {
     let traffic = SteadyTraffic::start(topo.client().ns(), vip, 80, 53, LONG_LIVED)?;
     traffic.wait_rounds(5, T)?;
     let mut counted = packets(&lb.status()?, "web");
+    let programs = |lb_ns: &lb_tests::Netns| -> Result<Vec<Option<u64>>> { arms.iter().map(|a| lb_ns.xdp_prog_id(a)).collect() };
+    let running = programs(lb_ns)?;
     for i in 0..RESTARTS {
         lb.stop().with_context(|| format!("restart {i}"))?;
         // Forwarding on its own: the echo rounds go on while no lb runs.
         traffic.wait_rounds(2, T).with_context(|| format!("without lb, restart {i}"))?;
         lb = lb.start_again(&mounts, lb_ns, &[])?;
         counted = adopted(&mut lb, counted).with_context(|| format!("restart {i}"))?;
+        ensure!(programs(lb_ns)? == running, "restart {i}: the interfaces' programs changed: {running:?} -> {:?}", programs(lb_ns)?);
         traffic.wait_rounds(2, T)?;
     }
 
@@ -82,6 +90,7 @@ fn restarts_and_a_kill_lose_no_connection_and_no_datagram() -> Result<()> {
     traffic.wait_rounds(30, T).context("while lb was dead")?;
     lb = lb.start_again(&mounts, lb_ns, &[])?;
     counted = adopted(&mut lb, counted).context("after the kill")?;
+    ensure!(programs(lb_ns)? == running, "after the kill: the interfaces' programs changed");
     traffic.wait_rounds(5, T)?;
 
     let report = traffic.finish();

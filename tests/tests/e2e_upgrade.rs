@@ -75,6 +75,12 @@ fn a_binary_with_another_program_replaces_it_on_the_pinned_links_and_keeps_the_m
     ensure!(log.contains("adopted the running data plane"), "the new binary did not adopt: {log}");
     // Its maps are the pinned ones (a layout of its own would have been refused, not adopted).
     ensure!(log.contains("adopted the pinned maps") && !log.contains("pinned the maps"), "the new binary did not adopt the maps: {log}");
+    // Another build's program is loaded and replaces the pinned one, never kept.
+    ensure!(
+        log.contains("the pinned program differs from this lb's") && log.contains("replaced the program on the pinned XDP link")
+            && !log.contains("kept the running XDP program"),
+        "the new binary did not replace the program: {log}"
+    );
     let new_digest = xdp_object_digest(&new)?;
     ensure!(new_digest != old_digest, "the new binary loaded the same program ({old_digest}): not an upgrade");
     for (arm, (old_link, old_prog)) in arms.iter().zip(&old_links) {

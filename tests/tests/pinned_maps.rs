@@ -90,7 +90,7 @@ fn every_map_is_pinned_live_while_lb_runs_and_stays_after_sigterm_until_lb_detac
         .map(|(name, _)| name)
         .collect();
     ensure!(maps.len() >= 10, "the object declares only {maps:?}");
-    let others = [format!("{PROGRAM_PIN_PREFIX}{PROGRAM}"), format!("{LINK_PIN_PREFIX}native_eth0"), "LB_LAYOUT".into()];
+    let others = [format!("{PROGRAM_PIN_PREFIX}{PROGRAM}"), format!("{LINK_PIN_PREFIX}native_eth0"), "LB_LAYOUT".into(), "LB_PROGRAM".into()];
     for name in maps.into_iter().chain(&others) {
         ensure!(pins.join(name).exists(), "{name} is not pinned in {}", pins.display());
     }
@@ -187,8 +187,9 @@ fn an_instance_name_is_refused_while_its_lb_runs_and_its_data_plane_adopted_once
     let mut third = first.start_again(&mounts, &ns, &[])?;
     third.wait_for("lb status to answer", T, |s| s["pin_dir"].is_string())?;
     let log = third.process.stderr_tail();
-    ensure!(log.contains("adopted the pinned maps") && log.contains("replaced the program on the pinned XDP link"), "{log}");
-    ensure!(ns.xdp_attached("eth0")?, "eth0 lost XDP");
+    // The same binary keeps the program the dead one left running.
+    ensure!(log.contains("adopted the pinned maps") && log.contains("kept the running XDP program (identical)"), "{log}");
+    ensure!(ns.xdp_prog_id("eth0")? == Some(program), "eth0's program changed at the adoption");
     third.stop()?;
     third.detach(&mounts)?;
     Ok(())

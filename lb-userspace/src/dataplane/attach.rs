@@ -11,7 +11,7 @@ use aya::programs::{
     xdp::{XdpLink, XdpLinkId},
 };
 
-use super::{Dataplane, DataplaneError, PROGRAM_PIN_PREFIX, PinError};
+use super::{Dataplane, DataplaneError, PinError};
 
 /// How the program runs on the interface (`--xdp-mode`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -47,7 +47,7 @@ pub(super) struct Attachment {
     link: Option<XdpLinkId>,
     /// Where the link is pinned: it outlives lb.
     pin: Option<PathBuf>,
-    /// Pinned by an earlier lb (its program replaced by this start's).
+    /// Pinned by an earlier lb (its program replaced by this start's, or kept).
     adopted: bool,
 }
 
@@ -98,7 +98,7 @@ impl Dataplane {
         for iface in ifaces {
             let path = self.pins.as_ref().expect("checked").link_path(iface, mode.name());
             let replaced = match keep.iter().any(|(i, _, _)| i == iface) {
-                true => self.replace_on_link(iface, &path)?,
+                true => self.take_over_link(iface, &path)?,
                 false => false,
             };
             let result = if replaced {
@@ -113,7 +113,26 @@ impl Dataplane {
             }
             self.attached.push(Attachment { iface: iface.clone(), link: None, pin: Some(path), adopted: replaced });
         }
-        self.pin_program()
+        // A kept program is the pinned one, recorded already.
+        if self.kept.is_none() {
+            self.pin_program()?;
+        }
+        Ok(())
+    }
+
+    /// Puts this program on the pinned link at `path` (see `replace_on_link`), unless it runs
+    /// it already: a kept program is left running on its links, untouched.
+    fn take_over_link(&mut self, iface: &str, path: &Path) -> Result<bool, DataplaneError> {
+        if self.kept.is_some() {
+            let id = self.program().info().map_err(DataplaneError::Verify)?.id();
+            if ifindex(iface).is_ok_and(|index| super::keep::link_runs(path, id, index)) {
+                tracing::debug!(iface, "the pinned XDP link runs the kept program");
+                return Ok(true);
+            }
+            // Another program (a start cut short between links) or an interface gone.
+            tracing::info!(iface, "the pinned XDP link does not run the kept program: updating it");
+        }
+        self.replace_on_link(iface, path)
     }
 
     /// Gives the pinned link at `path` this program. False if the link no longer holds an
@@ -161,14 +180,17 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Pins the program (replacing the pin of the program it took over from).
+    /// Pins the program (replacing the pin of the program it took over from), then records its
+    /// identity and id beside it (after: a record never names a program not yet pinned).
     fn pin_program(&mut self) -> Result<(), DataplaneError> {
-        let path = self.pins.as_ref().expect("pinned dataplane").path().join(format!("{PROGRAM_PIN_PREFIX}{}", super::PROGRAM));
+        let pins = self.pins.as_ref().expect("pinned dataplane");
+        let (dir, path) = (pins.path().to_path_buf(), pins.program_path());
         remove_pin(&path)?;
         self.program()
             .pin(&path)
             .map_err(|source| PinError::Pin { object: "the XDP program".into(), path: path.clone(), source })?;
-        Ok(())
+        let program_id = self.program().info().map_err(DataplaneError::Verify)?.id();
+        super::identity::write_record(&dir, super::identity::ProgramRecord { identity: self.identity, program_id })
     }
 
     /// Takes back the links this start attached and pinned; adopted ones keep forwarding.

@@ -146,7 +146,7 @@ pub fn write_stamp(dir: &Path, version: &str) -> Result<(), DataplaneError> {
 }
 
 /// FNV-1a, 64 bits: a stable digest (std's hashers may change between releases).
-struct Fnv(u64);
+pub(super) struct Fnv(pub(super) u64);
 
 impl Default for Fnv {
     fn default() -> Self {
@@ -155,7 +155,7 @@ impl Default for Fnv {
 }
 
 impl Fnv {
-    fn write(&mut self, bytes: &[u8]) {
+    pub(super) fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
             self.0 ^= u64::from(b);
             self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);

@@ -9,6 +9,8 @@ mod clock;
 mod counters;
 mod filter;
 mod grace;
+mod identity;
+mod keep;
 pub mod layout;
 mod live;
 mod lookup_memory;
@@ -117,6 +119,32 @@ pub struct Dataplane {
     pins: Option<PinDir>,
     /// The maps' layout and its version (the pins' stamp).
     layout: Layout,
+    /// The pinned program, kept because it is exactly this lb's (see `keep`); None: the
+    /// object's program, loaded by this start.
+    kept: Option<Xdp>,
+    /// What this lb's program is made of, recorded beside the program it pins.
+    identity: identity::ProgramIdentity,
+}
+
+/// The pinned program of an adopted directory, if it is exactly the one this lb would load;
+/// None (said why) means loading it.
+fn keep_pinned_program(pins: &PinDir, identity: identity::ProgramIdentity, layout: &Layout) -> Option<Xdp> {
+    let pin = pins.program_path();
+    match keep::pinned_program_if_identical(pins.path(), &pin, identity, layout.map_names()) {
+        Ok(program) => {
+            let id = program.info().map(|i| i.id()).unwrap_or_default();
+            tracing::info!(program_id = id, identity = %identity, "kept the running XDP program (identical): not loaded again, the pinned links keep running it");
+            Some(program)
+        }
+        Err(why @ (keep::NotKept::Unrecorded | keep::NotKept::Different)) => {
+            tracing::info!(identity = %identity, "loading the XDP program: {why}; it replaces the pinned one on each link");
+            None
+        }
+        Err(why) => {
+            tracing::warn!(identity = %identity, "loading the XDP program: {why}; it replaces the pinned one on each link");
+            None
+        }
+    }
 }
 
 impl Dataplane {
@@ -155,12 +183,16 @@ impl Dataplane {
             let how = if pins.adopting() { "adopted the pinned maps" } else { "pinned the maps" };
             tracing::info!(path = %pins.path().display(), maps = layout.map_names().count(), layout = layout.version(), "{how}");
         }
+        let identity = identity::ProgramIdentity::of(XDP_OBJECT, ns_per_jiffy, mask);
+        let kept = pins.as_ref().filter(|p| p.adopting()).and_then(|p| keep_pinned_program(p, identity, &layout));
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM)
             .ok_or_else(|| DataplaneError::Map { name: "lb_xdp", detail: "program not in object".into() })?
             .try_into()
             .map_err(DataplaneError::Verify)?;
-        program.load().map_err(DataplaneError::Verify)?;
+        if kept.is_none() {
+            program.load().map_err(DataplaneError::Verify)?;
+        }
         let mut dp = Dataplane {
             services: maps::take(&mut ebpf, "SERVICES")?,
             service_banks: service_banks::ServiceBanksMemory::new(maps::take_map(&mut ebpf, "SERVICE_BANKS")?)?,
@@ -185,6 +217,8 @@ impl Dataplane {
             attached: Vec::new(),
             pins,
             layout,
+            kept,
+            identity,
         };
         if dp.pins.as_ref().is_some_and(PinDir::adopting) {
             dp.read_back()?;
@@ -232,9 +266,18 @@ impl Dataplane {
         }
     }
 
-    /// The loaded XDP program (for BPF_PROG_TEST_RUN in tests and benchmarks).
+    /// The XDP program: the one this start loaded, or the pinned one it kept (for attaching,
+    /// and BPF_PROG_TEST_RUN in tests and benchmarks).
     pub fn program(&mut self) -> &mut Xdp {
-        self.ebpf.program_mut(PROGRAM).and_then(|p| p.try_into().ok()).expect("loaded in Dataplane::load")
+        match &mut self.kept {
+            Some(kept) => kept,
+            None => self.ebpf.program_mut(PROGRAM).and_then(|p| p.try_into().ok()).expect("loaded in Dataplane::load"),
+        }
+    }
+
+    /// Whether this start kept the running (pinned) program instead of loading its own.
+    pub fn program_kept(&self) -> bool {
+        self.kept.is_some()
     }
 
     /// Waits for one RCU grace period: every program run that started before the call has

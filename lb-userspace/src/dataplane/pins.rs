@@ -231,6 +231,11 @@ impl PinDir {
             .collect())
     }
 
+    /// Where the XDP program is pinned.
+    pub fn program_path(&self) -> PathBuf {
+        self.path.join(format!("{PROGRAM_PIN_PREFIX}{}", super::PROGRAM))
+    }
+
     /// Where the link of `iface` in mode `mode` is pinned.
     pub fn link_path(&self, iface: &str, mode: &str) -> PathBuf {
         self.path.join(format!("{LINK_PIN_PREFIX}{mode}_{iface}"))
