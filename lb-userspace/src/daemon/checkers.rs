@@ -12,7 +12,7 @@ use crate::{
     health::{self, BackendHealthStatus, Health, HealthEvent, HealthHistory, StatusTable},
 };
 
-use super::health_file::Key;
+use super::saved::HealthKey as Key;
 
 struct Running {
     task: JoinHandle<()>,

@@ -20,7 +20,7 @@ use super::{
     hooks,
     rates::RateMeter,
     sessions::SessionCensus,
-    shunt_file::{SavedService, SavedServices},
+    saved::{SavedService, SavedServices},
     shunt_samples::{Measured, measure, observations, service_sample},
 };
 use crate::{
@@ -137,7 +137,7 @@ impl Shunting {
         self.last.retain(|name, _| config.services.iter().any(|s| s.name == *name));
     }
 
-    /// What to save for the next lb (`shunt_file`): every shunted service's state.
+    /// What to save for the next lb (`saved::shunt`): every shunted service's state.
     pub fn saved(&self) -> SavedServices {
         let saved = |s: &Shunted| SavedService { shunt: s.shunt.snapshot(), opened_total: s.opened_total };
         self.services.iter().map(|(name, s)| (name.clone(), saved(s))).collect()

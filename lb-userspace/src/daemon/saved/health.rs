@@ -22,7 +22,7 @@ use crate::{
 const VERSION: u32 = 1;
 
 /// (service name, backend address), as checkers and the status table key backends.
-pub(super) type Key = (String, SocketAddr);
+pub(in crate::daemon) type Key = (String, SocketAddr);
 
 /// One backend's history as saved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,7 +40,7 @@ struct SavedHealths {
     backends: Vec<SavedHealth>,
 }
 
-pub(super) struct HealthFile {
+pub(in crate::daemon) struct HealthFile {
     store: FileStore,
     document: String,
     /// What was last written; None until the first write.

@@ -8,7 +8,7 @@ use crate::config::{BackendConfig, Config, ServiceConfig};
 
 /// One difference between the file and the running services, by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum LiveChange {
+pub(in crate::daemon) enum LiveChange {
     ServiceAdded(String),
     ServiceRemoved(String),
     /// Same name, other settings (removed and added again): the whole service differs.
@@ -37,7 +37,7 @@ impl fmt::Display for LiveChange {
 
 /// What turned `file` into `running`, service by service in the running order, then the
 /// services removed.
-pub(super) fn live_changes(file: &Config, running: &Config) -> Vec<LiveChange> {
+pub(in crate::daemon) fn live_changes(file: &Config, running: &Config) -> Vec<LiveChange> {
     let mut changes = Vec::new();
     for now in &running.services {
         let Some(was) = service(file, &now.name) else {

@@ -28,7 +28,7 @@ const VERSION: u32 = 1;
 
 /// One drain as saved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct SavedDrain {
+pub(in crate::daemon) struct SavedDrain {
     pub service: String,
     pub backend: SocketAddr,
     /// When it began, in milliseconds since the Unix epoch (the monotonic clock does not
@@ -45,7 +45,7 @@ struct SavedDrains {
 /// A drain as the balancer holds it, to notice changes: (service, backend, since, timeout).
 type Held = (String, SocketAddr, Instant, Duration);
 
-pub(super) struct DrainFile {
+pub(in crate::daemon) struct DrainFile {
     store: FileStore,
     document: String,
     /// What was last written; None until the first write (which always happens).

@@ -6,13 +6,26 @@
 
 use std::path::Path;
 
-use super::{drains::DrainFile, health_file::HealthFile, running::RunningFile, shunt_file::ShuntFile};
+mod drains;
+mod health;
+mod instance_files;
+mod live_changes;
+mod running;
+mod shunt;
+
+use drains::DrainFile;
+pub(in crate::daemon) use health::Key as HealthKey;
+use health::HealthFile;
+pub use instance_files::remove_instance_files;
+use running::RunningFile;
+pub(in crate::daemon) use shunt::{SavedService, SavedServices};
+use shunt::ShuntFile;
 use crate::{
     config::Config,
     state::{FileStore, StateError},
 };
 
-pub(super) struct SavedState {
+pub(in crate::daemon) struct SavedState {
     pub drains: DrainFile,
     pub running: RunningFile,
     pub health: HealthFile,

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{instance_files::document_name, shunting::Shunting};
+use super::{super::shunting::Shunting, instance_files::document_name};
 use crate::{
     policy::ShuntSnapshot,
     state::{self, FileStore, StateError},
@@ -25,21 +25,21 @@ const VERSION: u32 = 1;
 
 /// One service's shunting as saved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(super) struct SavedService {
+pub(in crate::daemon) struct SavedService {
     pub shunt: ShuntSnapshot,
     /// Times the pool went from closed to opening (`lb_shunt_openings_total`).
     pub opened_total: u64,
 }
 
 /// Per service name.
-pub(super) type SavedServices = BTreeMap<String, SavedService>;
+pub(in crate::daemon) type SavedServices = BTreeMap<String, SavedService>;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct SavedShunting {
     services: SavedServices,
 }
 
-pub(super) struct ShuntFile {
+pub(in crate::daemon) struct ShuntFile {
     store: FileStore,
     document: String,
     /// What was last written; None until the first write (which always happens).
@@ -100,7 +100,7 @@ mod tests {
         let dir = temp_dir("roundtrip");
         let store = FileStore::open(&dir).expect("dir");
         let both = crate::config::Config::parse(&(shunted("web", 80) + &shunted("api", 81))).expect("config");
-        let accounts = || super::super::accounts::Accounts::load(store.clone()).expect("accounts");
+        let accounts = || super::super::super::accounts::Accounts::load(store.clone()).expect("accounts");
         let before = Shunting::new(&both, accounts(), 1_700_000_000);
         let mut file = ShuntFile::load(store.clone(), "web1").expect("load");
         file.save_if_changed(&before);

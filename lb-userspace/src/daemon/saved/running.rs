@@ -40,13 +40,13 @@ struct SavedRunning {
 
 /// What a start applies, and what to tell the operator about it.
 #[derive(Debug)]
-pub(super) struct Chosen {
+pub(in crate::daemon) struct Chosen {
     pub config: Config,
     pub info: Vec<String>,
     pub warnings: Vec<String>,
 }
 
-pub(super) struct RunningFile {
+pub(in crate::daemon) struct RunningFile {
     store: FileStore,
     document: String,
     /// Read at start, for `choose`.
