@@ -26,6 +26,20 @@ const RISE: u32 = 1;
 const FALL: u32 = 2;
 
 impl ServiceConfig {
+    /// One NAT TCP service on 10.200.100.1:80 with one backend, 10.200.3.11:8080: for tests of
+    /// starts and restarts, which send nothing (the backend need not exist).
+    pub fn nat_placeholder(name: &str) -> ServiceConfig {
+        ServiceConfig {
+            name: name.into(),
+            vip: "10.200.100.1".parse().expect("address"),
+            port: 80,
+            protocol: "tcp",
+            forwarding: "nat",
+            backends: vec!["10.200.3.11".parse().expect("address")],
+            backend_port: 8080,
+        }
+    }
+
     /// The service as TOML.
     pub fn to_toml(&self) -> String {
         let mut c = format!(

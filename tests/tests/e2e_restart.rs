@@ -121,16 +121,7 @@ fn restarts_and_a_kill_lose_no_connection_and_no_datagram() -> Result<()> {
 
 /// One NAT TCP service (nothing is sent) with a session table of `capacity` records.
 fn small_config(capacity: u32) -> String {
-    let service = ServiceConfig {
-        name: "web".into(),
-        vip: "10.200.100.1".parse().unwrap(),
-        port: 80,
-        protocol: "tcp",
-        forwarding: "nat",
-        backends: vec!["10.200.3.11".parse().unwrap()],
-        backend_port: 8080,
-    };
-    format!("[sessions]\ncapacity = {capacity}\n{}", service.to_toml())
+    format!("[sessions]\ncapacity = {capacity}\n{}", ServiceConfig::nat_placeholder("web").to_toml())
 }
 
 #[test]

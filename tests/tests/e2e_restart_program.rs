@@ -28,16 +28,7 @@ const KEPT: &str = "kept the running XDP program (identical)";
 const REPLACED: &str = "replaced the program on the pinned XDP link";
 
 fn config() -> String {
-    ServiceConfig {
-        name: "web".into(),
-        vip: "10.200.100.1".parse().unwrap(),
-        port: 80,
-        protocol: "tcp",
-        forwarding: "nat",
-        backends: vec!["10.200.3.11".parse().unwrap()],
-        backend_port: 8080,
-    }
-    .to_toml()
+    ServiceConfig::nat_placeholder("web").to_toml()
 }
 
 /// The id of the program pinned in `pins`.

@@ -25,15 +25,7 @@ const AS_NOBODY: [&str; 4] = ["setpriv", "--reuid=65534", "--regid=65534", "--cl
 
 /// One NAT TCP service on 10.200.100.1:80 (nothing is sent: backends need not exist).
 fn service(name: &str) -> ServiceConfig {
-    ServiceConfig {
-        name: name.into(),
-        vip: "10.200.100.1".parse().unwrap(),
-        port: 80,
-        protocol: "tcp",
-        forwarding: "nat",
-        backends: vec!["10.200.3.11".parse().unwrap()],
-        backend_port: 8080,
-    }
+    ServiceConfig::nat_placeholder(name)
 }
 
 /// `config` with its one line `from` replaced by `to` (checked, so a changed template fails
